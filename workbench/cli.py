@@ -1,0 +1,190 @@
+"""`workbench` (also `python -m workbench`): dev, start, worker, emit, steps."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from .registry import Registry, discover
+from .settings import Settings
+from .steps import ApiStep, CronStep, EventStep, StepError
+
+
+def _load(settings: Settings) -> Registry:
+    try:
+        return discover(settings.steps_dir)
+    except StepError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+
+
+def _settings(args: argparse.Namespace, **overrides: object) -> Settings:
+    settings = Settings.from_env(**overrides)
+    if getattr(args, "steps", None):
+        settings = replace(settings, steps_dir=Path(args.steps))
+    if getattr(args, "redis", None):
+        settings = replace(settings, redis_url=args.redis)
+    return settings
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from .devserver import run_dev
+
+    settings = _settings(argparse.Namespace(steps=args.steps))
+    _load(settings)  # a broken step file stops the start here, with the file and the reason
+    return run_dev(
+        settings, host=args.host, port=args.port, redis_choice=args.redis, reload=not args.no_reload
+    )
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .tracing.recorder import configure_logging
+    from .web.app import create_app
+
+    dev = os.environ.get("WORKBENCH_MODE") == "dev"  # set by `workbench dev` for its web process
+    settings = _settings(args, mode="dev" if dev else "start")
+    if not dev:
+        # production: the workbench UI only when asked for (WORKBENCH_UI=1), and then behind a token
+        enabled = os.environ.get("WORKBENCH_UI") == "1"
+        if enabled and not settings.workbench_token:
+            print("error: WORKBENCH_UI=1 needs WORKBENCH_TOKEN set (the workbench is served behind it)",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+        settings = replace(settings, workbench_enabled=enabled)
+    configure_logging(settings.log_level)
+    registry = _load(settings)
+    app = create_app(settings, registry)
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=2,
+    )
+    uvicorn.Server(config).run()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from .tracing.recorder import configure_logging
+    from .worker import run_worker
+
+    overrides: dict[str, object] = {"mode": "worker"}
+    if args.concurrency:
+        overrides["concurrency"] = args.concurrency
+    settings = _settings(args, **overrides)
+    configure_logging(settings.log_level)
+    registry = _load(settings)
+    try:
+        asyncio.run(run_worker(settings, registry, burst=args.burst))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_emit(args: argparse.Namespace) -> int:
+    from .runtime import Runtime
+
+    settings = _settings(args)
+    registry = _load(settings)
+    try:
+        data = json.loads(args.json)
+    except ValueError as exc:
+        print(f"error: JSON: {exc}", file=sys.stderr)
+        return 2
+    if args.topic not in registry.topics():
+        print(f"error: no step emits or subscribes to {args.topic!r}", file=sys.stderr)
+        return 2
+
+    async def go() -> str:
+        runtime = Runtime(settings, registry)
+        await runtime.start()
+        try:
+            trace_id, _ = await runtime.emit_new_trace(args.topic, data, source="cli")
+        finally:
+            await runtime.stop()
+        return trace_id
+
+    print(asyncio.run(go()))
+    return 0
+
+
+def cmd_steps(args: argparse.Namespace) -> int:
+    registry = _load(_settings(args))
+    rows = [("NAME", "KIND", "TRIGGER", "EMITS")]
+    for step in registry:
+        if isinstance(step, ApiStep):
+            trigger = f"{step.method} {step.path}"
+        elif isinstance(step, EventStep):
+            trigger = ", ".join(step.subscribes)
+        elif isinstance(step, CronStep):
+            trigger = f"cron {step.cron}"
+        else:
+            trigger = ", ".join(step.virtual_subscribes) or "-"
+        rows.append((step.name, step.kind, trigger, ", ".join(step.emits + step.virtual_emits) or "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(widths[i]) if i < 3 else cell for i, cell in enumerate(row)))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="workbench", description="Event-driven steps with a live workbench.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(cmd: argparse.ArgumentParser) -> None:
+        cmd.add_argument("--steps", help="folder of *_step.py files (default: ./steps)")
+
+    dev = sub.add_parser("dev", help="web + worker + Redis in one command, reloading on changes")
+    common(dev)
+    dev.add_argument("--port", type=int, default=3000)
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--redis", help="a Redis URL, or 'embedded' to start a private one")
+    dev.add_argument("--no-reload", action="store_true", help="do not restart when step files change")
+    dev.set_defaults(fn=cmd_dev)
+
+    start = sub.add_parser("start", help="the web process only (production)")
+    common(start)
+    start.add_argument("--port", type=int, default=3000)
+    start.add_argument("--host", default="127.0.0.1")
+    start.add_argument("--redis", help="Redis URL (default: $REDIS_URL)")
+    start.set_defaults(fn=cmd_start)
+
+    worker = sub.add_parser("worker", help="a worker process only")
+    common(worker)
+    worker.add_argument("--concurrency", type=int, help="jobs run at once (default 20)")
+    worker.add_argument("--redis", help="Redis URL (default: $REDIS_URL)")
+    worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    worker.set_defaults(fn=cmd_worker)
+
+    emit = sub.add_parser("emit", help="emit an event as a new trace; prints the trace id")
+    common(emit)
+    emit.add_argument("topic")
+    emit.add_argument("json")
+    emit.add_argument("--redis", help="Redis URL (default: $REDIS_URL)")
+    emit.set_defaults(fn=cmd_emit)
+
+    steps = sub.add_parser("steps", help="list the discovered steps")
+    common(steps)
+    steps.set_defaults(fn=cmd_steps)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.captureWarnings(True)
+    code: int = args.fn(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""Every Redis key the framework writes, in one place.
+
+All keys share one prefix so that a workbench can live in a Redis database next to other data.
+The queue's own keys (arq's) are named in `queue.py`, behind the queue's door.
+"""
+
+PREFIX = "wb:"
+
+# step state: one hash per group, field = key, value = JSON
+STATE = PREFIX + "state:"  # + group
+STATE_GROUPS = PREFIX + "state-groups"  # set of group names
+
+# traces and logs
+TRACES = PREFIX + "traces"  # zset: trace id -> start ms (the time index)
+TRACE = PREFIX + "trace:"  # + id: hash with the trace summary
+SPANS = PREFIX + "spans:"  # + trace id: hash span id -> span JSON
+EVENTS = PREFIX + "events:"  # + trace id: list of span events (logs, emits, state ops), in order
+LOGS = PREFIX + "logs"  # stream of every log line (capped), newest last
+FEED = PREFIX + "feed"  # stream of live records for the UI (capped)
+
+# reliability
+DEAD = PREFIX + "dead"  # zset: dead letter id -> ms
+DEAD_LETTER = PREFIX + "dead:"  # + id: JSON record
+CRON_CLAIM = PREFIX + "cron-claim:"  # + step name + ":" + tick ms: one worker wins each tick
+CRON_RUNS = PREFIX + "cron-runs:"  # + step name: list of recent run summaries
+
+# liveness
+WORKERS = PREFIX + "workers"  # zset: worker id -> last heartbeat ms

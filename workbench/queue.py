@@ -1,0 +1,313 @@
+"""The queue, behind one door: everything arq-specific lives here.
+
+The rest of the framework sees four things: `add_job` (enqueue commands added to a pipeline, so
+an emit, its trace bookkeeping and the wake-up travel in one round trip), `run_worker`,
+`cron claims` and `job payloads`. Swapping arq for another Redis queue means rewriting this module.
+
+What we add on top of arq:
+- **Wake-up.** Each enqueue publishes on a channel; an idle worker waits on that channel (with the
+  poll delay, or the time until the next deferred job, as its timeout) instead of sleeping, so
+  pickup takes milliseconds and polling is only a fallback.
+- **Leases.** A running job's in-progress key lives for `lease_s` and is renewed while the job
+  runs, so a job whose worker was SIGKILLed runs again after a few seconds, whatever the longest
+  step timeout is (arq's default is that timeout + 10 s, for every job).
+- **Resilience.** Losing Redis does not kill the worker: it backs off and carries on.
+- **Cron.** Schedules are computed by `workbench.cron` (full cron semantics); each tick is claimed
+  with SET NX so that exactly one worker enqueues it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+from uuid import uuid4
+
+import msgspec
+from arq.connections import ArqRedis, RedisSettings
+from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
+from arq.jobs import serialize_job
+from arq.worker import Retry, Worker, func
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import RedisError
+
+from . import keys
+from .ids import now_ms
+
+log = logging.getLogger("workbench.queue")
+
+QUEUE = keys.PREFIX + "queue"
+WAKE_CHANNEL = keys.PREFIX + "wake"
+JOB_FUNCTION = "workbench.step"
+JOB_EXPIRES_MS = 7 * 24 * 3600 * 1000  # a queued job not started within a week is dropped by Redis
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+
+
+def serializer(obj: dict[str, Any]) -> bytes:
+    return _encode(obj)
+
+
+def deserializer(raw: bytes) -> dict[str, Any]:
+    result: dict[str, Any] = _decode(raw)
+    return result
+
+
+def new_job_id() -> str:
+    return uuid4().hex
+
+
+def add_job(pipe: Pipeline, payload: dict[str, Any], *, job_id: str, run_at_ms: int | None = None) -> None:
+    """Queue one job (to be run by `JOB_FUNCTION` with `payload`), as commands on `pipe`."""
+    enqueued = now_ms()
+    score = run_at_ms if run_at_ms is not None else enqueued
+    data = serialize_job(JOB_FUNCTION, (payload,), {}, None, enqueued, serializer=serializer)
+    pipe.psetex(job_key_prefix + job_id, JOB_EXPIRES_MS + max(0, score - enqueued), data)
+    pipe.zadd(QUEUE, {job_id: score})
+
+
+def add_wake(pipe: Pipeline) -> None:
+    pipe.publish(WAKE_CHANNEL, b"1")
+
+
+async def claim_once(redis: Redis, name: str, ttl_s: int = 3600) -> bool:
+    """True for the first caller only (per name, within the ttl): a cron tick's single owner."""
+    return bool(await redis.set(name, b"1", nx=True, ex=ttl_s))
+
+
+async def queue_stats(redis: Redis) -> dict[str, int]:
+    now = now_ms()
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.zcount(QUEUE, "-inf", now)
+        pipe.zcount(QUEUE, f"({now}", "+inf")
+        ready, deferred = await pipe.execute()
+    return {"ready": int(ready), "deferred": int(deferred)}
+
+
+JobRunner = Callable[[dict[str, Any], "JobInfo"], Awaitable[float | None]]
+
+
+class JobInfo(msgspec.Struct):
+    job_id: str
+    try_number: int  # 1 for the first run of this job id; crashes and retries count up
+    ready_at: int  # ms at which the job became due (enqueue time, retry time or cron tick)
+
+
+class StepWorker(Worker):
+    """arq's worker with a wake-up channel instead of a sleep, renewed leases and Redis back-off."""
+
+    def __init__(
+        self,
+        *,
+        run_job: JobRunner,
+        heartbeat: Callable[[], Awaitable[None]] | None,
+        lease_s: float,
+        max_timeout_s: float,
+        **kwargs: Any,
+    ) -> None:
+        async def step_job(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
+            info = JobInfo(job_id=ctx["job_id"], try_number=ctx["job_try"], ready_at=int(ctx["score"]))
+            try:
+                delay = await run_job(payload, info)
+            except asyncio.CancelledError:
+                # stopped by a graceful shutdown: the job goes back to the queue and this try
+                # does not count against its attempts
+                with contextlib.suppress(RedisError, OSError):
+                    await asyncio.shield(self.pool.decr(retry_key_prefix + info.job_id))
+                raise
+            if delay is not None:
+                raise Retry(defer=delay)
+
+        function = func(
+            step_job,
+            name=JOB_FUNCTION,
+            keep_result=0,
+            timeout=max_timeout_s + 5,  # a backstop: each step's own timeout fires first
+            max_tries=10_000,  # attempts are counted by the runner, per step
+        )
+        super().__init__(
+            functions=[function],
+            queue_name=QUEUE,
+            keep_result=0,
+            retry_jobs=True,
+            job_serializer=serializer,
+            job_deserializer=deserializer,
+            log_results=False,
+            **kwargs,
+        )
+        self.lease_s = lease_s
+        self.in_progress_timeout_s = lease_s
+        self._heartbeat = heartbeat
+        self._slot_free = asyncio.Event()
+        self._pubsub: Any = None
+
+    def _release_sem_dec_counter_on_complete(self) -> None:
+        super()._release_sem_dec_counter_on_complete()
+        self._slot_free.set()
+
+    async def main(self) -> None:
+        if self._pool is None:
+            self._pool = await _connect_with_backoff(self.redis_settings)
+        log.info("worker %s started: %d jobs at once", os.getpid(), self.max_jobs)
+        self.ctx["redis"] = self.pool
+        if self.on_startup:
+            await self.on_startup(self.ctx)
+        leases = asyncio.create_task(self._renew_leases(), name="workbench-leases")
+        backoff = 0.1
+        me = asyncio.current_task()
+        try:
+            while True:
+                if me is not None and me.cancelling():
+                    # redis-py can swallow a cancellation that lands mid-read: honour it here
+                    raise asyncio.CancelledError
+                try:
+                    if self._pubsub is None:
+                        self._pubsub = self.pool.pubsub()
+                        await self._pubsub.subscribe(WAKE_CHANNEL)
+                    started_before = self._jobs_started()
+                    await self._poll_iteration()
+                    started = self._jobs_started() - started_before
+                    if self.burst and await self._burst_done():
+                        return
+                    if started == 0 or self.job_counter >= self.max_jobs:
+                        await self._wait_for_work()
+                    if backoff > 0.1:
+                        log.warning("Redis is reachable again; worker resumes")
+                    backoff = 0.1
+                except (RedisError, OSError) as exc:
+                    log.warning("Redis unreachable (%s); worker retries in %.1fs", exc, backoff)
+                    await self._reset_pubsub()
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+        finally:
+            leases.cancel()
+            await self._reset_pubsub()
+
+    async def _burst_done(self) -> bool:
+        if 0 <= self.max_burst_jobs <= self._jobs_started():
+            await asyncio.gather(*self.tasks.values())
+            return True
+        if self.job_counter == 0 and not await self.pool.zcount(self.queue_name, "-inf", now_ms()):
+            await asyncio.gather(*self.tasks.values())
+            return not await self.pool.zcount(self.queue_name, "-inf", now_ms())
+        return False
+
+    async def _reset_pubsub(self) -> None:
+        if self._pubsub is not None:
+            with contextlib.suppress(Exception):
+                await self._pubsub.aclose()
+            self._pubsub = None
+
+    async def _wait_for_work(self) -> None:
+        """Until a job is enqueued, a slot frees up, a deferred job falls due, or the poll delay passes."""
+        timeout = self.poll_delay_s
+        due = await self.pool.zrangebyscore(
+            self.queue_name, f"({now_ms()}", "+inf", start=0, num=1, withscores=True
+        )
+        if due:
+            timeout = max(0.0005, min(timeout, (due[0][1] - now_ms()) / 1000))
+        if self.job_counter >= self.max_jobs:
+            self._slot_free.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._slot_free.wait(), timeout)
+            return
+        message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
+        while message is not None:  # drain: one pass over the queue serves every wake-up so far
+            message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=0)
+
+    async def _renew_leases(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_s / 3)
+            running = [job_id for job_id, task in self.tasks.items() if not task.done()]
+            if not running:
+                continue
+            with contextlib.suppress(RedisError, OSError):
+                async with self.pool.pipeline(transaction=False) as pipe:
+                    for job_id in running:
+                        pipe.pexpire(in_progress_key_prefix + job_id, int(self.lease_s * 1000))
+                    await pipe.execute()
+
+    async def heart_beat(self) -> None:
+        await self.record_health()
+        if self._heartbeat is not None:
+            await self._heartbeat()
+
+    async def close(self) -> None:
+        """arq's close, with redis-py 5's `aclose` (arq still calls the deprecated `close`)."""
+        if not self._handle_signals:
+            self.handle_sig(signal.SIGUSR1)
+        if not self._pool:
+            return
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        with contextlib.suppress(RedisError, OSError):
+            await self.pool.delete(self.health_check_key)
+        await self.pool.aclose(close_connection_pool=True)
+        self._pool = None
+
+    def handle_sig_wait_for_completion(self, signum: signal.Signals) -> None:
+        log.info(
+            "stopping: waiting up to %.0fs for %d running jobs", self._job_completion_wait, len(self.tasks)
+        )
+        super().handle_sig_wait_for_completion(signum)
+
+
+async def _connect_with_backoff(settings: RedisSettings | None) -> ArqRedis:
+    from arq.connections import create_pool
+
+    backoff = 0.2
+    while True:
+        try:
+            pool: ArqRedis = await create_pool(settings, default_queue_name=QUEUE, retry=0)
+            await pool.ping()
+            return pool
+        except (RedisError, OSError) as exc:
+            log.warning("cannot reach Redis (%s); retrying in %.1fs", exc, backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+
+def make_worker(
+    redis_url: str,
+    *,
+    run_job: JobRunner,
+    heartbeat: Callable[[], Awaitable[None]] | None = None,
+    concurrency: int,
+    poll_delay_s: float,
+    lease_s: float,
+    grace_s: float,
+    max_timeout_s: float,
+    burst: bool = False,
+    handle_signals: bool = True,
+) -> StepWorker:
+    settings = RedisSettings.from_dsn(redis_url)
+    settings.conn_timeout = 2
+    settings.conn_retries = 0
+    return StepWorker(
+        run_job=run_job,
+        heartbeat=heartbeat,
+        lease_s=lease_s,
+        max_timeout_s=max_timeout_s,
+        redis_settings=settings,
+        max_jobs=concurrency,
+        poll_delay=poll_delay_s,
+        burst=burst,
+        handle_signals=handle_signals,
+        job_completion_wait=grace_s,  # type: ignore[arg-type,unused-ignore]  # arq hints int; wait_for takes any number
+        health_check_interval=5,
+    )
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def to_datetime_ms(value: datetime) -> int:
+    return int(value.timestamp() * 1000)

@@ -1,0 +1,118 @@
+"""The registry: every step discovered from the step files, and the indexes the runtime needs.
+
+Web and worker processes build it from the same files, so only data crosses processes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import traceback
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .steps import ApiStep, CronStep, EventStep, Step, StepError, build_step
+
+STEP_GLOB = "**/*_step.py"
+
+
+@dataclass
+class Registry:
+    steps_dir: Path
+    steps: dict[str, Step] = field(default_factory=dict)
+    subscribers: dict[str, list[EventStep]] = field(default_factory=lambda: defaultdict(list))
+
+    def add(self, step: Step) -> None:
+        if step.name in self.steps:
+            other = self.steps[step.name].file
+            raise StepError(step.file, "name", f"step name {step.name!r} is already used by {other}")
+        if isinstance(step, ApiStep):
+            for existing in self.api_steps():
+                if existing.method == step.method and _same_route(existing.path, step.path):
+                    raise StepError(
+                        step.file,
+                        "path",
+                        f"{step.method} {step.path} is already served by {existing.name} ({existing.file})",
+                    )
+        self.steps[step.name] = step
+        if isinstance(step, EventStep):
+            for topic in step.subscribes:
+                self.subscribers[topic].append(step)
+
+    def __iter__(self) -> Iterator[Step]:
+        return iter(self.steps.values())
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def get(self, name: str) -> Step | None:
+        return self.steps.get(name)
+
+    def api_steps(self) -> list[ApiStep]:
+        return [s for s in self.steps.values() if isinstance(s, ApiStep)]
+
+    def event_steps(self) -> list[EventStep]:
+        return [s for s in self.steps.values() if isinstance(s, EventStep)]
+
+    def cron_steps(self) -> list[CronStep]:
+        return [s for s in self.steps.values() if isinstance(s, CronStep)]
+
+    def subscribers_of(self, topic: str) -> list[EventStep]:
+        return list(self.subscribers.get(topic, ()))
+
+    def topics(self) -> list[str]:
+        """Every topic some step emits or subscribes to, for the emit form."""
+        found: set[str] = set(self.subscribers)
+        for step in self.steps.values():
+            found.update(step.emits)
+        return sorted(found)
+
+
+def _same_route(a: str, b: str) -> bool:
+    """`/pets/{id}` and `/pets/{petId}` are the same route."""
+    norm = [
+        "/".join("{}" if part.startswith("{") else part for part in p.strip("/").split("/")) for p in (a, b)
+    ]
+    return norm[0] == norm[1]
+
+
+def step_files(steps_dir: Path) -> list[Path]:
+    return sorted(p for p in steps_dir.glob(STEP_GLOB) if p.is_file())
+
+
+def _load_module(path: Path, steps_dir: Path) -> object:
+    rel = path.relative_to(steps_dir).with_suffix("")
+    module_name = "workbench_steps." + ".".join(rel.parts)
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise StepError(path, None, "cannot be imported")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[module_name]
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        raise StepError(
+            path, None, f"failed to import: {type(exc).__name__}: {exc} (line {where.lineno})"
+        ) from exc
+    return module
+
+
+def discover(steps_dir: Path | str) -> Registry:
+    """Load and validate every step file under `steps_dir`; the first error stops the start."""
+    root = Path(steps_dir).resolve()
+    if not root.is_dir():
+        raise StepError(root, None, "steps folder does not exist")
+    # step files may import helpers that sit beside them (e.g. `from pets.store import ...`)
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    registry = Registry(root)
+    for path in step_files(root):
+        module = _load_module(path, root)
+        if not hasattr(module, "config"):
+            raise StepError(path, "config", "missing: a step file needs a module-level `config` dict")
+        registry.add(build_step(path, module.config, getattr(module, "handler", None)))
+    return registry

@@ -1,0 +1,367 @@
+"""The runtime: one per process, tying the registry to Redis, the queue and the recorder.
+
+It starts traces at entry points, turns emits into jobs, and runs a job's step with its
+context, timeout, retries and span. The web process and the worker both build one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+
+from . import keys, queue
+from .context import Context, StepLogger
+from .deadletters import DeadLetters
+from .ids import new_id, now_ms
+from .registry import Registry
+from .settings import Settings
+from .state import State
+from .steps import CronStep, EventStep, Step
+from .tracing.recorder import Recorder, SpanScope, current_scope, install_span_capture
+from .tracing.records import Span, error_info
+from .tracing.store import TraceStore
+
+log = logging.getLogger("workbench.runtime")
+
+
+def connect(url: str) -> Redis:
+    client: Redis = Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+        health_check_interval=10,
+        retry_on_timeout=False,
+    )
+    return client
+
+
+@dataclass
+class Emitted:
+    topic: str
+    subscribers: list[str]
+    job_ids: list[str]
+
+
+class Runtime:
+    def __init__(self, settings: Settings, registry: Registry, redis: Redis | None = None) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.redis = redis or connect(settings.redis_url)
+        self.store = TraceStore(
+            self.redis, feed_maxlen=settings.feed_maxlen, logs_maxlen=settings.logs_maxlen
+        )
+        self.recorder = Recorder(self.store, enabled=settings.tracing, payload_cap=settings.payload_cap)
+        self.state = State(self.redis)
+        self.dead_letters = DeadLetters(self)
+        self._next_cron: dict[str, datetime] = {}
+        self._last_beat = 0
+        self._retention_task: asyncio.Task[None] | None = None
+        self.worker_id = queue.worker_name()
+
+    async def start(self) -> None:
+        install_span_capture(self.settings.log_level)
+        self.recorder.start()
+        self._retention_task = asyncio.get_running_loop().create_task(self._retention_loop())
+
+    async def stop(self) -> None:
+        if self._retention_task:
+            self._retention_task.cancel()
+        try:
+            await asyncio.wait_for(self.recorder.stop(), 3)
+        except (TimeoutError, Exception) as exc:  # Redis away at shutdown: records are lost, say so
+            log.warning("could not write the last trace records: %s", exc)
+        await self.redis.aclose()
+
+    async def _retention_loop(self) -> None:
+        while True:
+            await asyncio.sleep(5 + random.random() * 5)
+            try:
+                removed = await self.store.enforce_retention(
+                    max_traces=self.settings.retention_traces, max_age_s=self.settings.retention_age_s
+                )
+                if removed:
+                    log.debug("retention removed %d traces", removed)
+            except Exception as exc:
+                log.debug("retention skipped: %s", exc)
+
+    # --- entry points -----------------------------------------------------------------------------
+
+    def begin_trace(self, *, entry: str, kind: str, label: str, open_: int = 0) -> str:
+        trace_id = new_id()
+        self.recorder.open_trace(trace_id, entry=entry, kind=kind, label=label, start=now_ms(), open_=open_)
+        return trace_id
+
+    def context(self, step: Step, scope: SpanScope, attempt: int = 1, topic: str | None = None) -> Context:
+        async def emit(topic: str, data: Any) -> None:
+            await self.emit(topic, data, scope=scope)
+
+        return Context(
+            trace_id=scope.trace_id,
+            step=step,
+            state=self.state,
+            logger=StepLogger(step.name),
+            _emit=emit,
+            attempt=attempt,
+            topic=topic,
+        )
+
+    def scope(self, span: Span) -> SpanScope:
+        return SpanScope(self.recorder, span, log_level=self.settings.log_level)
+
+    async def emit(self, topic: str, data: Any, *, scope: SpanScope) -> Emitted:
+        """One job per subscriber, enqueued with the trace's bookkeeping in one round trip."""
+        subscribers = self.registry.subscribers_of(topic)
+        job_ids = [queue.new_job_id() for _ in subscribers]
+        scope.emit(topic, data, [s.name for s in subscribers])
+
+        def build(pipe: Pipeline) -> None:
+            for step, job_id in zip(subscribers, job_ids, strict=True):
+                payload = {
+                    "step": step.name,
+                    "data": data,
+                    "traceId": scope.trace_id,
+                    "parentId": scope.span.id,
+                    "topic": topic,
+                }
+                queue.add_job(pipe, payload, job_id=job_id)
+            if subscribers:
+                if self.recorder.enabled:
+                    self.store.adjust_trace(pipe, scope.trace_id, open_delta=len(subscribers))
+                queue.add_wake(pipe)
+
+        await self.recorder.run_with_records(build)
+        return Emitted(topic, [s.name for s in subscribers], job_ids)
+
+    async def emit_new_trace(self, topic: str, data: Any, *, source: str = "emit") -> tuple[str, Emitted]:
+        """A manual emit (CLI, workbench): a trace of its own, with a span holding the emit."""
+        trace_id = self.begin_trace(entry=source, kind="emit", label=f"emit {topic}", open_=1)
+        span = Span(
+            id=new_id(), trace_id=trace_id, step=source, kind="emit", started_at=now_ms(), topic=topic
+        )
+        self.recorder.span(span)
+        scope = self.scope(span)
+        emitted = await self.emit(topic, data, scope=scope)
+        span.status, span.finished_at = "completed", now_ms()
+        self.recorder.span(span, open_delta=-1)
+        await self.recorder.flush()
+        return trace_id, emitted
+
+    async def enqueue_step(
+        self,
+        step: Step,
+        data: Any = None,
+        *,
+        trace_id: str | None = None,
+        parent_id: str | None = None,
+        topic: str | None = None,
+        attempt_base: int = 0,
+        run_at_ms: int | None = None,
+        job_id: str | None = None,
+        label: str | None = None,
+    ) -> tuple[str, str]:
+        """Queue one run of a background step; a new trace is opened unless `trace_id` is given."""
+        opens = trace_id is None
+        trace_id = trace_id or new_id()
+        job_id = job_id or queue.new_job_id()
+        payload = {
+            "step": step.name,
+            "data": data,
+            "traceId": trace_id,
+            "parentId": parent_id,
+            "topic": topic,
+            "attemptBase": attempt_base,
+        }
+        if opens:
+            self.recorder.open_trace(
+                trace_id,
+                entry=step.name,
+                kind=step.kind,
+                label=label or step.kind,
+                start=run_at_ms or now_ms(),
+            )
+
+        def build(pipe: Pipeline) -> None:
+            queue.add_job(pipe, payload, job_id=job_id, run_at_ms=run_at_ms)
+            if self.recorder.enabled:
+                self.store.adjust_trace(pipe, trace_id, open_delta=1)
+            queue.add_wake(pipe)
+
+        await self.recorder.run_with_records(build)
+        return trace_id, job_id
+
+    # --- running a job (worker side) -------------------------------------------------------------
+
+    async def run_job(self, payload: dict[str, Any], info: queue.JobInfo) -> float | None:
+        """Run one attempt; returns seconds to wait before the next attempt, or None when done."""
+        step = self.registry.get(payload["step"])
+        trace_id = payload["traceId"]
+        base = int(payload.get("attemptBase") or 0)  # attempts made before a dead letter was retried
+        attempt = base + info.try_number
+        if not isinstance(step, (EventStep, CronStep)):
+            await self.dead_letters.add(payload, info, attempt, {"type": "UnknownStep",
+                                        "message": f"no background step named {payload['step']!r}",
+                                        "traceback": ""})  # fmt: skip
+            self.recorder.adjust_trace(trace_id, open_delta=-1, failed_delta=1)
+            return None
+        if info.try_number > 1:
+            await self._mark_lost(trace_id, info.job_id, attempt - 1)
+        span = Span(
+            id=f"{info.job_id}:{attempt}",
+            trace_id=trace_id,
+            step=step.name,
+            kind=step.kind,
+            parent_id=payload.get("parentId"),
+            attempt=attempt,
+            enqueued_at=info.ready_at,
+            started_at=now_ms(),
+            topic=payload.get("topic"),
+            job_id=info.job_id,
+        )
+        policy = step.retries
+        limit = base + policy.attempts
+        if attempt > limit:
+            # earlier attempts were lost with their worker: nothing more to try
+            span.status, span.finished_at = "failed", span.started_at
+            span.error = {"type": "AttemptsExhausted", "message": f"gave up after {policy.attempts} attempts "
+                          "(the last ones were lost with their worker)", "traceback": ""}  # fmt: skip
+            self.recorder.span(span, open_delta=-1, failed_delta=1, error_delta=1)
+            await self.dead_letters.add(payload, info, attempt - 1, span.error)
+            return None
+        self.recorder.span(span)
+        scope = self.scope(span)
+        token = current_scope.set(scope)
+        error: dict[str, str] | None = None
+        retryable = True
+        try:
+            data = payload.get("data")
+            if isinstance(step, EventStep) and step.input_schema is not None:
+                try:
+                    data = _validate(step.input_schema, data)
+                except Exception as exc:
+                    retryable = False  # bad input does not get better by trying again
+                    raise exc
+            ctx = self.context(step, scope, attempt, payload.get("topic"))
+            async with asyncio.timeout(step.timeout_s) as deadline:
+                try:
+                    if isinstance(step, EventStep):
+                        await step.handler(data, ctx)  # type: ignore[misc]
+                    else:
+                        await step.handler(ctx)  # type: ignore[misc]
+                except TimeoutError as exc:
+                    if deadline.expired():
+                        raise
+                    raise _HandlerTimeout(exc) from exc
+        except TimeoutError:
+            span.status = "timed_out"
+            error = {
+                "type": "TimeoutError",
+                "message": f"timed out after {step.timeout_s:g} s",
+                "traceback": "",
+            }
+            logging.getLogger(f"steps.{step.name}").error("Timed out after %g s", step.timeout_s)
+        except asyncio.CancelledError:
+            span.status, span.finished_at = "interrupted", now_ms()
+            span.error = {
+                "type": "Interrupted",
+                "message": "worker stopped; the job was re-queued",
+                "traceback": "",
+            }
+            self.recorder.span(span)
+            raise
+        except _HandlerTimeout as wrapped:
+            span.status = "failed"
+            error = error_info(wrapped.args[0])
+        except Exception as exc:
+            span.status = "failed"
+            error = error_info(exc)
+        else:
+            span.status = "completed"
+        finally:
+            current_scope.reset(token)
+        span.finished_at = now_ms()
+        if error is None:
+            self.recorder.span(span, open_delta=-1)
+            return None
+        span.error = error
+        if retryable and attempt < limit:
+            delay = policy.delay_s(attempt - base, random.random())
+            span.will_retry, span.retry_at = True, span.finished_at + int(delay * 1000)
+            self.recorder.span(span, error_delta=1)
+            return delay
+        self.recorder.span(span, open_delta=-1, failed_delta=1, error_delta=1)
+        await self.dead_letters.add(payload, info, attempt, error)
+        return None
+
+    async def _mark_lost(self, trace_id: str, job_id: str, attempt: int) -> None:
+        """The attempt before this one never finished: its worker died. Say so in its span."""
+        previous = await self.store.get_span(trace_id, f"{job_id}:{attempt}")
+        if previous is None or previous.get("status") != "running":
+            return
+        previous.update(
+            status="lost",
+            finishedAt=now_ms(),
+            error={
+                "type": "WorkerLost",
+                "message": "the worker running this attempt stopped",
+                "traceback": "",
+            },
+        )
+        self.recorder.add(lambda p: self.store.put_span(p, previous, error_delta=1))
+
+    # --- worker heartbeat: cron ticks and liveness --------------------------------------------------
+
+    async def heartbeat(self) -> None:
+        now = now_ms()
+        if now - self._last_beat < 100:
+            return
+        beat_second = now // 1000 != self._last_beat // 1000
+        self._last_beat = now
+        if beat_second:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zadd(keys.WORKERS, {self.worker_id: now})
+                pipe.zremrangebyscore(keys.WORKERS, "-inf", now - 60_000)
+                await pipe.execute()
+        await self.schedule_cron(datetime.now().astimezone())
+
+    async def schedule_cron(self, moment: datetime, window_s: float = 1.0) -> None:
+        """Enqueue each cron tick due within `window_s`, claimed so one worker in all does it."""
+        for step in self.registry.cron_steps():
+            assert step.schedule is not None
+            nxt = self._next_cron.get(step.name)
+            if nxt is None:
+                nxt = self._next_cron[step.name] = step.schedule.next_after(moment)
+            while nxt.timestamp() <= moment.timestamp() + window_s:
+                tick_ms = int(nxt.timestamp() * 1000)
+                claim = f"{keys.CRON_CLAIM}{step.name}:{tick_ms}"
+                if tick_ms >= now_ms() - 60_000 and await queue.claim_once(self.redis, claim):
+                    await self.enqueue_step(
+                        step,
+                        None,
+                        run_at_ms=tick_ms,
+                        job_id=f"cron:{step.name}:{tick_ms}",
+                        label=f"cron {step.cron}",
+                    )
+                nxt = self._next_cron[step.name] = step.schedule.next_after(nxt)
+
+    async def workers_alive(self) -> int:
+        return int(await self.redis.zcount(keys.WORKERS, now_ms() - 5000, "+inf"))
+
+
+class _HandlerTimeout(Exception):
+    """A TimeoutError raised by the handler itself (not our deadline): an ordinary failure."""
+
+
+def _validate(schema: Any, data: Any) -> Any:
+    if hasattr(schema, "model_validate"):
+        return schema.model_validate(data)
+    import msgspec
+
+    return msgspec.convert(data, schema)

@@ -1,0 +1,83 @@
+"""Runtime settings, read once from the environment (`WORKBENCH_*`), with defaults for `dev`."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise SystemExit(f"{name} must be a whole number, got {raw!r}") from exc
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise SystemExit(f"{name} must be a number, got {raw!r}") from exc
+
+
+def _env_level(name: str, default: str) -> int:
+    raw = os.environ.get(name, default).upper()
+    level = logging.getLevelName(raw)
+    if not isinstance(level, int):
+        raise SystemExit(f"{name} must be one of DEBUG, INFO, WARNING, ERROR; got {raw!r}")
+    return level
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    steps_dir: Path = field(default_factory=lambda: Path("steps"))
+    app_name: str = "workbench"
+    mode: str = "dev"  # dev | start | worker
+    # traces and logs
+    tracing: bool = True
+    log_level: int = logging.INFO  # threshold for records kept in spans
+    retention_traces: int = 10_000  # keep at most this many traces ...
+    retention_age_s: int = 7 * 24 * 3600  # ... and none older than this
+    feed_maxlen: int = 10_000  # live feed stream length (how far a reconnect can resume)
+    logs_maxlen: int = 100_000  # log stream length
+    payload_cap: int = 4096  # bytes of an emit payload kept in a trace
+    # queue and worker
+    poll_delay_s: float = 0.5  # fallback poll when no wake-up arrives
+    concurrency: int = 20
+    lease_s: float = 5.0  # a running job's claim; a crashed worker's jobs re-run after this
+    grace_s: float = 10.0  # SIGTERM: how long running jobs may finish before they are re-queued
+    # HTTP
+    max_body_bytes: int = 1_048_576
+    workbench_enabled: bool = True
+    workbench_token: str | None = None
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        base = cls(
+            redis_url=os.environ.get("REDIS_URL", cls.redis_url),
+            steps_dir=Path(os.environ.get("WORKBENCH_STEPS", "steps")),
+            app_name=os.environ.get("WORKBENCH_APP_NAME", Path.cwd().name),
+            tracing=os.environ.get("WORKBENCH_TRACING", "1") not in ("0", "false", "no"),
+            log_level=_env_level("WORKBENCH_LOG_LEVEL", "INFO"),
+            retention_traces=_env_int("WORKBENCH_RETENTION_TRACES", cls.retention_traces),
+            retention_age_s=_env_int("WORKBENCH_RETENTION_AGE", cls.retention_age_s),
+            feed_maxlen=_env_int("WORKBENCH_FEED_MAXLEN", cls.feed_maxlen),
+            logs_maxlen=_env_int("WORKBENCH_LOGS_MAXLEN", cls.logs_maxlen),
+            poll_delay_s=_env_float("WORKBENCH_POLL_DELAY", cls.poll_delay_s),
+            concurrency=_env_int("WORKBENCH_CONCURRENCY", cls.concurrency),
+            lease_s=_env_float("WORKBENCH_LEASE", cls.lease_s),
+            grace_s=_env_float("WORKBENCH_GRACE", cls.grace_s),
+            max_body_bytes=_env_int("WORKBENCH_MAX_BODY", cls.max_body_bytes),
+            workbench_enabled=os.environ.get("WORKBENCH_UI", "1") not in ("0", "false", "no"),
+            workbench_token=os.environ.get("WORKBENCH_TOKEN") or None,
+        )
+        return replace(base, **overrides)  # type: ignore[arg-type]

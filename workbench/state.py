@@ -1,0 +1,108 @@
+"""`ctx.state`: JSON values in Redis, grouped (one hash per group), shared by every process.
+
+Each operation is recorded in the running span (op, group, key), so a trace shows what a step
+read and wrote.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import WatchError
+
+from . import keys
+from .tracing.recorder import current_scope
+
+
+def _record(op: str, group: str, key: str | None) -> None:
+    scope = current_scope.get()
+    if scope is not None:
+        scope.state(op, group, key)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+class State:
+    def __init__(self, redis: Redis) -> None:
+        # redis-py types each command as "Awaitable[T] | T" (one signature for sync and async)
+        self.redis: Any = redis
+
+    async def get(self, group: str, key: str) -> Any:
+        _record("get", group, key)
+        raw = await self.redis.hget(keys.STATE + group, key)
+        return None if raw is None else json.loads(raw)
+
+    async def set(self, group: str, key: str, value: Any) -> Any:
+        _record("set", group, key)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.STATE + group, key, _dumps(value))
+            pipe.sadd(keys.STATE_GROUPS, group)
+            await pipe.execute()
+        return value
+
+    async def delete(self, group: str, key: str) -> bool:
+        _record("delete", group, key)
+        return bool(await self.redis.hdel(keys.STATE + group, key))
+
+    async def get_group(self, group: str) -> dict[str, Any]:
+        _record("get_group", group, None)
+        raw = await self.redis.hgetall(keys.STATE + group)
+        return {k: json.loads(v) for k, v in raw.items()}
+
+    async def clear(self, group: str) -> None:
+        _record("clear", group, None)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(keys.STATE + group)
+            pipe.srem(keys.STATE_GROUPS, group)
+            await pipe.execute()
+
+    async def increment(self, group: str, key: str, by: int = 1) -> int:
+        """An atomic counter (for ids); stored like any other value."""
+        _record("increment", group, key)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hincrby(keys.STATE + group, key, by)
+            pipe.sadd(keys.STATE_GROUPS, group)
+            value, _ = await pipe.execute()
+        return int(value)
+
+    async def update(self, group: str, key: str, change: Callable[[Any], Awaitable[Any] | Any]) -> Any:
+        """Read, change and write one value with no lost update: `change(old)` returns the new value
+        (or `None` to leave it as it is) and is run again if another writer got there first."""
+        _record("update", group, key)
+        name = keys.STATE + group
+        while True:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(name)
+                    raw = await pipe.hget(name, key)
+                    old = None if raw is None else json.loads(raw)
+                    new = change(old)
+                    if hasattr(new, "__await__"):
+                        new = await new
+                    if new is None:
+                        await pipe.unwatch()
+                        return old
+                    pipe.multi()
+                    pipe.hset(name, key, _dumps(new))
+                    pipe.sadd(keys.STATE_GROUPS, group)
+                    await pipe.execute()
+                    return new
+                except WatchError:
+                    continue
+
+    @asynccontextmanager
+    async def lock(self, group: str, key: str, timeout_s: float = 30.0) -> AsyncIterator[None]:
+        """Hold a lock on one key across several operations (other holders wait)."""
+        async with self.redis.lock(
+            f"{keys.STATE}{group}:lock:{key}", timeout=timeout_s, blocking_timeout=timeout_s
+        ):
+            yield
+
+    async def groups(self) -> list[str]:
+        return sorted(await self.redis.smembers(keys.STATE_GROUPS))

@@ -1,0 +1,1 @@
+"""Traces, spans and their events: capture (recorder), storage (store) and the live feed (feed)."""

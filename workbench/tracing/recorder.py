@@ -1,0 +1,292 @@
+"""Capturing records while steps run, and writing them to Redis in batches.
+
+`Recorder` is the process-wide writer: records are queued in memory and a single flusher task
+writes whatever has accumulated in one pipeline, so a burst of logs costs one round trip, and
+records reach Redis in the order they were made. Anything that makes work visible to another
+process (an emit) first drains the buffer into its own pipeline, so a job can never finish before
+the records that led to it are stored.
+
+`SpanScope` is the span currently running, held in a context variable: `ctx.logger` and Python's
+standard `logging` inside a handler both land in it without being threaded through by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import RedisError
+
+from ..ids import now_ms
+from .records import Event, Span, cap_payload
+from .store import TraceStore
+
+log = logging.getLogger("workbench.recorder")
+
+Op = Callable[[Pipeline], None]
+
+
+class Recorder:
+    def __init__(self, store: TraceStore, *, enabled: bool = True, payload_cap: int = 4096) -> None:
+        self.store = store
+        self.enabled = enabled
+        self.payload_cap = payload_cap
+        self._pending: list[Op] = []
+        self._wakeup = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.dropped = 0
+
+    @property
+    def redis(self) -> Redis:
+        client: Redis = self.store.redis
+        return client
+
+    # --- lifecycle -------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="workbench-recorder")
+
+    async def stop(self) -> None:
+        await self.flush()
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    def add(self, op: Op) -> None:
+        if not self.enabled:
+            return
+        self._pending.append(op)
+        self._idle.clear()
+        self._wakeup.set()
+
+    async def _run(self) -> None:
+        backoff = 0.05
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            try:
+                await self.flush()
+                backoff = 0.05
+            except (RedisError, OSError) as exc:
+                # Redis is away: keep the records and try again, with a growing pause
+                log.warning("cannot write trace records (%s); retrying in %.1fs", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                self._wakeup.set()
+
+    async def flush(self) -> None:
+        """Write everything queued so far."""
+        async with self._lock:
+            if not self._pending:
+                self._idle.set()
+                return
+            async with self.redis.pipeline(transaction=False) as pipe:
+                ops = self.drain_into(pipe)
+                try:
+                    await pipe.execute()
+                except BaseException:
+                    self._pending[:0] = ops  # keep them, in order, for the next try
+                    if len(self._pending) > 100_000:
+                        self.dropped += len(self._pending) - 100_000
+                        del self._pending[: len(self._pending) - 100_000]
+                    raise
+            if not self._pending:
+                self._idle.set()
+
+    def drain_into(self, pipe: Pipeline) -> list[Op]:
+        ops, self._pending = self._pending, []
+        for op in ops:
+            op(pipe)
+        return ops
+
+    async def run_with_records(self, build: Callable[[Pipeline], None]) -> list[Any]:
+        """Run `build`'s commands after every record queued so far, in one round trip (causal order)."""
+        async with self._lock:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                ops = self.drain_into(pipe)
+                build(pipe)
+                try:
+                    results: list[Any] = await pipe.execute()
+                except BaseException:
+                    self._pending[:0] = ops
+                    raise
+            return results
+
+    # --- record builders ---------------------------------------------------------------------------------
+
+    def open_trace(
+        self, trace_id: str, *, entry: str, kind: str, label: str, start: int, open_: int = 0
+    ) -> None:
+        self.add(
+            lambda p: self.store.open_trace(
+                p, trace_id, start=start, entry=entry, kind=kind, label=label, open_=open_
+            )
+        )
+
+    def span(self, span: Span, *, open_delta: int = 0, failed_delta: int = 0, error_delta: int = 0) -> None:
+        data = span.to_json()
+        self.add(
+            lambda p: self.store.put_span(
+                p, data, open_delta=open_delta, failed_delta=failed_delta, error_delta=error_delta
+            )
+        )
+
+    def event(self, event: Event) -> None:
+        data = event.to_json()
+        self.add(lambda p: self.store.add_event(p, data))
+
+    def adjust_trace(self, trace_id: str, *, open_delta: int = 0, failed_delta: int = 0) -> None:
+        self.add(
+            lambda p: self.store.adjust_trace(p, trace_id, open_delta=open_delta, failed_delta=failed_delta)
+        )
+
+
+@dataclass
+class SpanScope:
+    """The span a piece of code runs in; events recorded here belong to it."""
+
+    recorder: Recorder
+    span: Span
+    log_level: int = logging.INFO
+    events: int = 0
+    tags: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def trace_id(self) -> str:
+        return self.span.trace_id
+
+    def record(self, kind: Literal["log", "emit", "state"], data: dict[str, Any]) -> None:
+        self.events += 1
+        self.recorder.event(
+            Event(
+                kind=kind,
+                ts=now_ms(),
+                trace_id=self.trace_id,
+                span_id=self.span.id,
+                step=self.span.step,
+                data=data,
+            )
+        )
+
+    def log(self, level: int, message: str, fields: dict[str, Any]) -> None:
+        if level < self.log_level:
+            return
+        self.record(
+            "log", {"level": logging.getLevelName(level).lower(), "message": message, "fields": fields}
+        )
+
+    def emit(self, topic: str, payload: Any, subscribers: list[str]) -> None:
+        kept, cut = cap_payload(payload, self.recorder.payload_cap)
+        self.record("emit", {"topic": topic, "payload": kept, "truncated": cut, "subscribers": subscribers})
+
+    def state(self, op: str, group: str, key: str | None) -> None:
+        self.record("state", {"op": op, "group": group, "key": key})
+
+
+current_scope: contextvars.ContextVar[SpanScope | None] = contextvars.ContextVar(
+    "workbench_span", default=None
+)
+
+# attributes every LogRecord has; anything else passed in `extra` is a structured field
+_STANDARD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message",
+    "asctime",
+    "wb_fields",
+}
+
+
+def record_fields(record: logging.LogRecord) -> dict[str, Any]:
+    fields: dict[str, Any] = dict(getattr(record, "wb_fields", {}) or {})
+    for key, value in record.__dict__.items():
+        if key not in _STANDARD_ATTRS and not key.startswith("_"):
+            fields[key] = value
+    return fields
+
+
+class SpanLogHandler(logging.Handler):
+    """Routes every log record made inside a step run into that run's span."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        scope = current_scope.get()
+        if scope is None or record.name.startswith("workbench."):
+            return
+        try:
+            message = record.getMessage()
+            if record.exc_info and record.exc_info[1] is not None:
+                message += "\n" + logging.Formatter().formatException(record.exc_info)
+            scope.log(record.levelno, message, record_fields(record))
+        except Exception:  # logging must never break the step that logs
+            self.handleError(record)
+
+
+_COLORS = {
+    "DEBUG": "\033[2m",
+    "INFO": "\033[36m",
+    "WARNING": "\033[33m",
+    "ERROR": "\033[31m",
+    "CRITICAL": "\033[1;31m",
+}
+
+
+class ConsoleFormatter(logging.Formatter):
+    """`time level step trace message fields`, coloured by level when the terminal allows it."""
+
+    def __init__(self, color: bool) -> None:
+        super().__init__()
+        self.color = color
+
+    def format(self, record: logging.LogRecord) -> str:
+        scope = current_scope.get()
+        stamp = time.strftime("%H:%M:%S", time.localtime(record.created)) + f".{int(record.msecs):03d}"
+        step = scope.span.step if scope else record.name.removeprefix("workbench.")
+        trace = scope.trace_id[-8:] if scope else "-"
+        fields = record_fields(record)
+        extra = " ".join(f"{k}={v!r}" for k, v in fields.items())
+        text = f"{stamp} {record.levelname:<7} {step:<24} {trace:<8} {record.getMessage()}"
+        if extra:
+            text += "  " + extra
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        if self.color:
+            text = _COLORS.get(record.levelname, "") + text + "\033[0m"
+        return text
+
+
+def configure_logging(level: int) -> None:
+    """Console output for every log line, plus capture into spans."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, (SpanLogHandler,)) or getattr(handler, "_workbench", False):
+            root.removeHandler(handler)
+    console = logging.StreamHandler(sys.stdout)
+    console.setFormatter(ConsoleFormatter(color=sys.stdout.isatty()))
+    console._workbench = True  # type: ignore[attr-defined]
+    root.addHandler(console)
+    install_span_capture(level)
+    root.setLevel(min(level, logging.INFO))
+    for noisy in ("arq.worker", "arq.jobs", "uvicorn.access", "watchfiles"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def install_span_capture(level: int) -> None:
+    root = logging.getLogger()
+    if not any(isinstance(h, SpanLogHandler) for h in root.handlers):
+        root.addHandler(SpanLogHandler(level=level))
+    if root.level > level or root.level == logging.NOTSET:
+        root.setLevel(level)

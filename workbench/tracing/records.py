@@ -1,0 +1,109 @@
+"""The record shapes shared by the store, the JSON API, the live feed and the templates.
+
+A trace is one entry point; a span is one attempt of one step run inside it; an event is a log
+line, an emit or a state operation inside a span. Records are plain JSON-able dicts so that they
+cross processes and reach the browser unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+SpanStatus = Literal["running", "completed", "failed", "timed_out", "lost", "interrupted"]
+TraceStatus = Literal["running", "completed", "failed"]
+FINISHED = ("completed", "failed", "timed_out", "lost", "interrupted")
+FAILED = ("failed", "timed_out", "lost")
+
+
+@dataclass
+class Span:
+    id: str
+    trace_id: str
+    step: str
+    kind: str  # api | event | cron | emit
+    parent_id: str | None = None
+    attempt: int = 1
+    status: SpanStatus = "running"
+    enqueued_at: int | None = None  # ms; None for spans that did not wait in a queue
+    started_at: int = 0
+    finished_at: int | None = None
+    topic: str | None = None
+    job_id: str | None = None
+    http: dict[str, Any] | None = None  # method, path, status
+    error: dict[str, str] | None = None  # type, message, traceback
+    will_retry: bool = False  # a failed attempt that is followed by another
+    retry_at: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        return {_camel(k): v for k, v in data.items()}
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p.title() for p in rest)
+
+
+def error_info(exc: BaseException) -> dict[str, str]:
+    return {
+        "type": type(exc).__name__,
+        "message": str(exc) or type(exc).__name__,
+        "traceback": "".join(traceback.format_exception(exc)),
+    }
+
+
+@dataclass
+class Event:
+    """A log line, an emit or a state operation, in the order they happened inside a span."""
+
+    kind: Literal["log", "emit", "state"]
+    ts: int
+    trace_id: str
+    span_id: str
+    step: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "ts": self.ts,
+            "traceId": self.trace_id,
+            "spanId": self.span_id,
+            "step": self.step,
+            **self.data,
+        }
+
+
+def cap_payload(payload: Any, cap: int) -> tuple[Any, bool]:
+    """A payload as kept in a trace: unchanged when small, else its JSON text cut at `cap` bytes."""
+    text = json.dumps(payload, default=str, separators=(",", ":"))
+    if len(text.encode()) <= cap:
+        return payload, False
+    return text.encode()[:cap].decode(errors="ignore") + "…", True
+
+
+def trace_status(open_count: int, failed: int) -> TraceStatus:
+    if open_count > 0:
+        return "running"
+    return "failed" if failed > 0 else "completed"
+
+
+def trace_from_hash(raw: dict[str, str]) -> dict[str, Any]:
+    """The trace summary as the API and the UI show it, from its Redis hash."""
+    ints = ("start", "end", "open", "failed", "spans", "errors")
+    data: dict[str, Any] = {k: raw.get(k, "") for k in ("id", "entry", "kind", "label", "error")}
+    for key in ints:
+        value = raw.get(key)
+        data[key] = int(value) if value not in (None, "") else None
+    data["open"] = data["open"] or 0
+    data["failed"] = data["failed"] or 0
+    data["spans"] = data["spans"] or 0
+    data["errors"] = data["errors"] or 0
+    data["steps"] = [s for s in raw.get("steps", "").split(",") if s]
+    data["status"] = trace_status(data.pop("open"), data["failed"])
+    start, end = data["start"], data["end"]
+    data["durationMs"] = (end - start) if (start and end and data["status"] != "running") else None
+    return data

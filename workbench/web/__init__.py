@@ -1,0 +1,1 @@
+"""The web process: the steps' HTTP API, the workbench pages, its JSON API and live streams."""

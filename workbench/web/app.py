@@ -1,0 +1,90 @@
+"""`create_app`: the Litestar application of a web process (a factory, never a module global)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+from litestar import Litestar, Request, Response
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.static_files import create_static_files_router
+from redis.exceptions import RedisError
+
+from ..registry import Registry
+from ..runtime import Runtime
+from ..settings import Settings
+from ..tracing.feed import FeedHub
+from .api_steps import build_route
+from .stream import stream
+from .workbench_api import WorkbenchApi
+
+log = logging.getLogger("workbench.web")
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+STATIC_DIR = ROOT / "static"
+TEMPLATES_DIR = ROOT / "templates"
+
+
+def redis_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.warning("%s %s: Redis unreachable: %s", request.method, request.url.path, exc)
+    return Response(
+        {"error": "Service unavailable: the data store (Redis) cannot be reached; try again shortly."},
+        status_code=503,
+        headers={"retry-after": "1"},
+    )
+
+
+def create_app(settings: Settings, registry: Registry, runtime: Runtime | None = None) -> Litestar:
+    runtime = runtime or Runtime(settings, registry)
+    feed = FeedHub(runtime.redis)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        app.state.shutdown = anyio.Event()
+        await runtime.start()
+        await feed.start()
+        try:
+            yield
+        finally:
+            app.state.shutdown.set()
+            await feed.stop()
+            await runtime.stop()
+
+    route_handlers: list[Any] = [build_route(step, runtime) for step in registry.api_steps()]
+    if settings.workbench_enabled:
+        from .pages import page_handlers, template_config
+
+        route_handlers += [WorkbenchApi, stream, *page_handlers(registry)]
+        route_handlers.append(
+            create_static_files_router(
+                path="/_workbench/static", directories=[STATIC_DIR], include_in_schema=False
+            )
+        )
+        templates = template_config(TEMPLATES_DIR)
+    else:
+        templates = None
+
+    app = Litestar(
+        route_handlers=route_handlers,
+        lifespan=[lifespan],
+        exception_handlers={RedisError: redis_unavailable, ConnectionError: redis_unavailable},
+        openapi_config=OpenAPIConfig(
+            title=f"{settings.app_name} API",
+            version="1.0.0",
+            path="/schema",
+            render_plugins=[JsonRenderPlugin()],
+        ),
+        template_config=templates,
+        request_max_body_size=settings.max_body_bytes,
+        debug=False,
+        logging_config=None,
+    )
+    app.state.runtime = runtime
+    app.state.feed = feed
+    app.state.settings = settings
+    return app
