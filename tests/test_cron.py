@@ -14,12 +14,12 @@ we consider our behaviour wrong), with the reason next to it:
   AND the two day fields; croniter ORs them whenever a field is not exactly `*`. Left out of the table; our
   own behaviour is pinned in `test_star_step_day_of_month_is_or_ed_with_day_of_week`.
 * `N/step` in day-of-week: cronsim reads `1/2` as 1,3,5,7 (7 = Sunday), croniter as 1,3,5. Left out.
-* Equal-bound ranges (`5-5`): croniter reads them as the whole field; cronsim (and cron) as the one value.
-  Kept in the table as strict xfails: that is a bug we inherit.
-* DST: on the day clocks go back, croniter runs a fixed-time job in both copies of the repeated hour; cronsim
-  runs it once. On the day clocks go forward, croniter moves `*`-hour jobs that fall in the gap to the first
-  valid time; cronsim skips them. The Europe/Berlin oracle comparison therefore ignores runs that fall on a
-  DST-change day; the transition days have their own hand-written tests.
+* Equal-bound ranges (`5-5`): croniter reads them as the whole field; `CronSchedule.parse` rewrites them to
+  the one value, as cron means, and the table checks that against cronsim.
+* DST: on the day clocks go back, croniter runs a fixed-time job in both copies of the repeated hour;
+  `CronSchedule.next_after` skips the repeat, so it runs once, like cronsim. On the day clocks go forward, croniter moves `*`-hour jobs that fall in the gap to the first
+  valid time; cronsim skips them. The Europe/Berlin oracle comparison therefore ignores runs between 01:00
+  and 03:59 on a DST-change day; the transition days have their own hand-written tests.
 """
 
 from __future__ import annotations
@@ -89,12 +89,6 @@ def test_cronsim_oracle_semantics() -> None:
 
 
 # --- 5-field expressions against cronsim ------------------------------------------------------------------
-
-_EQUAL_RANGE = pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="croniter reads an equal-bound range N-N as the whole field (every value), cron as N",
-)
 
 ORACLE_EXPRESSIONS: list[str | object] = [
     # every / fixed times
@@ -270,10 +264,10 @@ ORACLE_EXPRESSIONS: list[str | object] = [
     "0 0 * * mon#2",
     "0 9 * * FRI#4",
     # equal-bound ranges (see module docstring)
-    pytest.param("5-5 * * * *", marks=_EQUAL_RANGE),
-    pytest.param("0 0 3-3 * *", marks=_EQUAL_RANGE),
-    pytest.param("0 0 * * 6-6", marks=_EQUAL_RANGE),
-    pytest.param("0 0 * * SUN-SUN", marks=_EQUAL_RANGE),
+    "5-5 * * * *",
+    "0 0 3-3 * *",
+    "0 0 * * 6-6",
+    "0 0 * * SUN-SUN",
 ]
 
 UTC_STARTS = [
@@ -293,36 +287,7 @@ def test_oracle_table_is_large() -> None:
     assert len(ORACLE_EXPRESSIONS) >= 150
 
 
-@pytest.mark.parametrize("expr", ORACLE_EXPRESSIONS, ids=_id)
-def test_matches_cronsim_utc(expr: str) -> None:
-    schedule = CronSchedule.parse(expr, "UTC")
-    for start in UTC_STARTS:
-        got = ours(schedule, start)
-        assert got == oracle(expr, start), f"{expr!r} from {start}"
-        assert all(d.tzinfo is UTC for d in got)
-
-
-@pytest.mark.parametrize("expr", ORACLE_EXPRESSIONS, ids=_id)
-def test_matches_cronsim_naive_start_in_local_zone(expr: str, local_tz: Callable[[str], None]) -> None:
-    # a naive start is local time; with no time zone given the schedule runs in local time too
-    local_tz("UTC")
-    schedule = CronSchedule.parse(expr)
-    for start in (
-        datetime(2024, 1, 1),
-        datetime(2025, 6, 15, 12, 34, 56),
-        datetime(2023, 12, 31, 23, 59, 59),
-    ):
-        got = ours(schedule, start)
-        assert [d.replace(tzinfo=None) for d in got] == oracle(expr, start), f"{expr!r} from {start}"
-        assert all(d.utcoffset() == timedelta(0) for d in got)
-
-
-def _near_dst_change(moment: datetime) -> bool:
-    """On a day the UTC offset changes, between 01:00 and 03:59 local time (Berlin changes at 02:00/03:00)."""
-    midnight = moment.replace(hour=0, minute=0, second=0, microsecond=0, fold=0)
-    changes = midnight.utcoffset() != (midnight + timedelta(days=1)).utcoffset()
-    return changes and 1 <= moment.hour <= 3
-
+NAIVE_STARTS = [datetime(2024, 1, 1), datetime(2025, 6, 15, 12, 34, 56), datetime(2023, 12, 31, 23, 59, 59)]
 
 BERLIN_STARTS = [
     datetime(2024, 1, 15, 9, 30, tzinfo=BERLIN),
@@ -332,15 +297,38 @@ BERLIN_STARTS = [
 ]
 
 
+def _near_dst_change(moment: datetime) -> bool:
+    """On a day the UTC offset changes, between 01:00 and 03:59 local time (Berlin changes at 02:00/03:00)."""
+    midnight = moment.replace(hour=0, minute=0, second=0, microsecond=0, fold=0)
+    changes = midnight.utcoffset() != (midnight + timedelta(days=1)).utcoffset()
+    return changes and 1 <= moment.hour <= 3
+
+
 @pytest.mark.parametrize("expr", ORACLE_EXPRESSIONS, ids=_id)
-def test_matches_cronsim_in_dst_zone(expr: str) -> None:
-    # Runs around a DST change (01:00-03:59 on the day itself) are left out of the comparison: the libraries
-    # differ there by design (see the module docstring and the transition tests below). Elsewhere they agree.
+def test_matches_cronsim(expr: str, local_tz: Callable[[str], None]) -> None:
+    # 1. aware starts, schedule in UTC
+    schedule = CronSchedule.parse(expr, "UTC")
+    for start in UTC_STARTS:
+        got = ours(schedule, start)
+        assert got == oracle(expr, start), f"UTC: {expr!r} from {start}"
+        assert all(d.tzinfo is UTC for d in got)
+
+    # 2. naive starts: a naive start is local time, and with no time zone the schedule runs in local time
+    local_tz("UTC")
+    schedule = CronSchedule.parse(expr)
+    for start in NAIVE_STARTS:
+        got = ours(schedule, start)
+        assert [d.replace(tzinfo=None) for d in got] == oracle(expr, start), f"naive: {expr!r} from {start}"
+        assert all(d.utcoffset() == timedelta(0) for d in got)
+
+    # 3. a DST zone. Runs around a DST change (01:00-03:59 on the day itself) are left out of the
+    # comparison: the libraries differ there by design (see the module docstring and the transition tests
+    # below). Everywhere else they must agree, UTC offsets included.
     schedule = CronSchedule.parse(expr, "Europe/Berlin")
     for start in BERLIN_STARTS:
         got = list(islice((d for d in iter_ours(schedule, start) if not _near_dst_change(d)), RUNS))
         want = list(islice((d for d in CronSim(expr, start) if not _near_dst_change(d)), RUNS))
-        assert got == want, f"{expr!r} from {start}"
+        assert got == want, f"Berlin: {expr!r} from {start}"
         assert [d.utcoffset() for d in got] == [d.utcoffset() for d in want]
         assert all(d.tzinfo is BERLIN for d in got)
 
@@ -416,12 +404,6 @@ def test_without_time_zone_the_schedule_runs_in_local_time(local_tz: Callable[[s
     assert got.astimezone(UTC) == datetime(2024, 7, 1, 17, 0, tzinfo=UTC)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: local_zone() freezes today's UTC offset (a fixed-offset tzinfo), so a schedule without a "
-    "time zone ignores DST changes in the local zone",
-)
 def test_without_time_zone_local_dst_is_followed(local_tz: Callable[[str], None]) -> None:
     local_tz("Europe/Berlin")
     schedule = CronSchedule.parse("0 2 * * *")
@@ -462,12 +444,6 @@ def test_fall_back_fixed_time_outside_the_repeated_hour_runs_once() -> None:
     assert got[0].astimezone(UTC) == datetime(2024, 10, 27, 2, 0, tzinfo=UTC)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug (inherited from croniter): a daily job inside the repeated hour runs twice when clocks go "
-    "back (02:30 CEST and 02:30 CET); cron and cronsim run it once",
-)
 def test_fall_back_daily_job_in_the_repeated_hour_runs_once() -> None:
     schedule = CronSchedule.parse("30 2 * * *", "Europe/Berlin")
     got = ours(schedule, datetime(2024, 10, 26, 12, 0, tzinfo=BERLIN), 2)
@@ -642,12 +618,6 @@ def test_cron_error_is_a_value_error() -> None:
         CronSchedule.parse("nope", "UTC")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,  # "DID NOT RAISE"
-    reason="bug: a day that never exists (Feb 30/31) parses fine, and next_after() then raises "
-    "croniter's CroniterBadDateError (not a CronError) on every call",
-)
 @pytest.mark.parametrize("expr", ["0 0 30 2 *", "0 0 31 2 *", "0 0 31 4,6 *"])
 def test_impossible_day_is_rejected_at_parse(expr: str) -> None:
     with pytest.raises(CronError, match=re.escape(repr(expr))):
@@ -685,11 +655,5 @@ def test_describe(expr: str, text: str) -> None:
     assert CronSchedule.parse(expr, "UTC").describe() == text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: describe() returns 'every second' for any 6-field expression whose seconds field is '*', "
-    "ignoring the other fields",
-)
 def test_describe_every_second_within_a_restricted_minute() -> None:
     assert describe("* 0 12 * * *") != "every second"  # runs only during 12:00:00-12:00:59

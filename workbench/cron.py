@@ -7,8 +7,11 @@ leading seconds field, time zones, and validation with a clear reason.
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
+from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterError, croniter
@@ -19,9 +22,27 @@ class CronError(ValueError):
 
 
 def local_zone() -> tzinfo:
-    zone = datetime.now().astimezone().tzinfo
-    assert zone is not None
-    return zone
+    """The server's time zone with its DST rules (not just today's offset): $TZ, else /etc/localtime."""
+    name = os.environ.get("TZ", "").lstrip(":")
+    if name:
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    localtime = Path("/etc/localtime")
+    try:
+        target = str(localtime.resolve())
+        if "zoneinfo/" in target:
+            return ZoneInfo(target.split("zoneinfo/", 1)[1])
+        with localtime.open("rb") as handle:
+            return ZoneInfo.from_file(handle, key="localtime")
+    except (OSError, ZoneInfoNotFoundError, ValueError):
+        zone = datetime.now().astimezone().tzinfo
+        assert zone is not None
+        return zone
+
+
+_SAME_RANGE = re.compile(r"(?<![\w-])(\w+)-\1(?![\w-])")
 
 
 @dataclass(frozen=True)
@@ -38,11 +59,13 @@ class CronSchedule:
             zone: tzinfo = ZoneInfo(timezone) if timezone else local_zone()
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise CronError(f"unknown time zone {timezone!r}") from exc
+        # croniter reads a one-value range such as `5-5` as "every value"; cron means just 5
+        fields = [_SAME_RANGE.sub(r"\1", f) for f in fields]
         schedule = cls(" ".join(fields), zone)
         try:
-            schedule._iter(datetime.now(zone))
+            schedule._iter(datetime.now(zone)).get_next(datetime)
         except (CroniterError, ValueError, KeyError) as exc:
-            raise CronError(f"{expression!r}: {exc}") from exc
+            raise CronError(f"{expression!r}: {exc or 'never matches a real date'}") from exc
         return schedule
 
     @property
@@ -55,7 +78,11 @@ class CronSchedule:
     def next_after(self, moment: datetime) -> datetime:
         """The first run strictly after `moment`, in the schedule's zone."""
         start = moment.astimezone(self.zone)
-        result: datetime = self._iter(start).get_next(datetime)
+        runs = self._iter(start)
+        result: datetime = runs.get_next(datetime)
+        # when clocks go back, a wall-clock time happens twice; cron runs it once
+        if result.replace(tzinfo=None) == start.replace(tzinfo=None) and result.fold != start.fold:
+            result = runs.get_next(datetime)
         return result
 
     def describe(self) -> str:
@@ -78,7 +105,7 @@ def describe(expression: str) -> str:
     minute, hour, dom, month, dow = fields
     parts: list[str] = []
     if seconds is not None and seconds != "0":
-        if seconds == "*":
+        if seconds == "*" and fields == ["*"] * 5:
             return "every second"
         if seconds.startswith("*/") and fields[:5] == ["*"] * 5:
             return f"every {seconds[2:]} seconds"

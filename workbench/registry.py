@@ -94,10 +94,15 @@ def _load_module(path: Path, steps_dir: Path) -> object:
         spec.loader.exec_module(module)
     except Exception as exc:
         del sys.modules[module_name]
-        where = traceback.extract_tb(exc.__traceback__)[-1]
-        raise StepError(
-            path, None, f"failed to import: {type(exc).__name__}: {exc} (line {where.lineno})"
-        ) from exc
+        if isinstance(exc, SyntaxError):
+            line = exc.lineno
+            detail = f"{type(exc).__name__}: {exc.msg}"
+        else:
+            frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(path)]
+            line = frames[-1].lineno if frames else None
+            detail = f"{type(exc).__name__}: {exc}"
+        where = f" (line {line})" if line else ""
+        raise StepError(path, None, f"failed to import: {detail}{where}") from exc
     return module
 
 

@@ -8,6 +8,7 @@ naming the file and the key at fault.
 from __future__ import annotations
 
 import inspect
+import math
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -45,7 +46,7 @@ class RetryPolicy:
 
     def delay_s(self, failed_attempt: int, rand: float) -> float:
         """The wait after attempt number `failed_attempt` (1-based) failed; `rand` is in [0, 1)."""
-        base = min(self.max_backoff_s, self.backoff_s * 2.0 ** (failed_attempt - 1))
+        base = min(self.max_backoff_s, self.backoff_s * 2.0 ** min(failed_attempt - 1, 60))
         return base * (1 + 0.25 * rand)
 
 
@@ -148,7 +149,7 @@ def _schema(file: Path, key: str, value: Any) -> Any:
 
 
 def _number(file: Path, key: str, value: Any, minimum: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < minimum:
         raise StepError(file, key, f"must be a number ≥ {minimum}, got {value!r}")
     return float(value)
 

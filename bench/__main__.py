@@ -1,0 +1,97 @@
+"""`python -m bench [--quick] [--only 1,2]`: run the benchmarks, print a table, write results/latest.json."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from . import http, latency, soak, sse, throughput, traces
+from .procs import stop_all
+from .report import Row, table
+
+RESULTS = Path(__file__).resolve().parent / "results"
+NAMES = {
+    "1": "API response -> event handler start",
+    "2": "no-op job throughput vs bare arq",
+    "3": "no-op job throughput, 2 workers vs 1",
+    "4": "worker log -> SSE client",
+    "5": "POST /pets under load vs bare Litestar",
+    "6": "traces API with 100,000 traces",
+    "7": "soak: memory at 200 traces/s",
+}
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
+    parser.add_argument("--only", help="comma-separated benchmark numbers, e.g. 1,2")
+    args = parser.parse_args()
+    selected = sorted(set((args.only or ",".join(NAMES)).replace(" ", "").split(",")) - {""})
+    unknown = [n for n in selected if n not in NAMES]
+    if unknown:
+        parser.error(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(NAMES)}")
+    signal.signal(signal.SIGTERM, _interrupt)
+    RESULTS.mkdir(exist_ok=True)
+    logdir = RESULTS / "logs"
+    logdir.mkdir(exist_ok=True)
+    runs = {
+        "1": lambda: latency.run(args.quick, logdir),
+        "4": lambda: sse.run(args.quick, logdir),
+        "5": lambda: http.run(args.quick, logdir),
+        "6": lambda: traces.run(args.quick, logdir),
+        "7": lambda: soak.run(args.quick, logdir),
+    }
+    rows: list[Row] = []
+    errors = 0
+    began = time.time()
+    try:
+        for num in selected:
+            if num == "3" and "2" in selected:
+                continue  # measured together with 2
+            if num in ("2", "3"):
+                which = {n for n in ("2", "3") if n in selected}
+                job = lambda which=which: throughput.run(args.quick, logdir, which)  # noqa: E731
+            else:
+                job = runs[num]
+            print(f"[{num}] {NAMES[num]} ...", file=sys.stderr, flush=True)
+            t0 = time.monotonic()
+            try:
+                rows += asyncio.run(job())
+            except Exception as exc:
+                errors += 1
+                traceback.print_exc()
+                rows.append(Row(num, NAMES[num], f"error: {type(exc).__name__}: {exc}"[:100], met=False))
+            print(f"[{num}] done in {time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
+    except KeyboardInterrupt:
+        print("interrupted: stopping processes", file=sys.stderr)
+        stop_all()
+        return 130
+    finally:
+        stop_all()
+    print(table(rows))
+    out = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(began)),
+        "seconds": round(time.time() - began, 1),
+        "quick": args.quick,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "rows": [row.__dict__ for row in rows],
+    }
+    (RESULTS / "latest.json").write_text(json.dumps(out, indent=2, default=str) + "\n")
+    print(f"\nwritten: {RESULTS / 'latest.json'} (process logs in {logdir})")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

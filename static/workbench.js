@@ -1,0 +1,197 @@
+// Workbench: live lists fed by the htmx SSE extension, batched; the "try it" forms; small helpers.
+(function () {
+  "use strict";
+
+  // --- live lists: upsert rows by id, newest first, batched once per frame, capped -----------------
+  var pending = new Map();   // tbody element -> [html, ...]
+  var scheduled = false;
+  var lastIds = {};          // stream URL -> last event id seen (to resume a re-created EventSource)
+
+  function flush() {
+    scheduled = false;
+    pending.forEach(function (chunks, list) {
+      if (list.dataset.paused === "1") return;
+      pending.delete(list);
+      apply(list, chunks);
+    });
+  }
+
+  function apply(list, chunks) {
+    var tpl = document.createElement("template");
+    tpl.innerHTML = "<table><tbody>" + chunks.join("") + "</tbody></table>";
+    var rows = tpl.content.querySelectorAll("tbody > tr");
+    var cap = parseInt(list.dataset.liveList || "300", 10);
+    for (var i = 0; i < rows.length; i++) {
+      var row = rows[i];
+      var old = row.id ? document.getElementById(row.id) : null;
+      if (old && old.parentNode === list) {
+        old.replaceWith(row);
+      } else {
+        row.classList.add("flash");
+        list.insertBefore(row, list.firstChild);
+      }
+    }
+    while (list.children.length > cap) list.removeChild(list.lastElementChild);
+    var empty = document.getElementById(list.id + "-empty");
+    if (empty && list.children.length) empty.remove();
+    var counter = document.getElementById(list.id + "-count");
+    if (counter) counter.textContent = list.children.length;
+  }
+
+  document.addEventListener("htmx:sseBeforeMessage", function (evt) {
+    var list = evt.target;
+    var msg = evt.detail;
+    var source = list.closest("[sse-connect]");
+    if (source && msg.lastEventId) lastIds[source.getAttribute("sse-connect")] = msg.lastEventId;
+    if (!list.hasAttribute("data-live-list")) return;
+    evt.preventDefault();  // we swap ourselves: upsert + batch
+    var queue = pending.get(list) || [];
+    queue.push(msg.data);
+    if (queue.length > 2000) queue.splice(0, queue.length - 2000);
+    pending.set(list, queue);
+    var waiting = document.getElementById(list.id + "-pending");
+    if (waiting && list.dataset.paused === "1") waiting.textContent = queue.length + " new while paused";
+    if (!scheduled) { scheduled = true; requestAnimationFrame(flush); }
+  });
+
+  // a re-created EventSource (after the browser gave up reconnecting) resumes from the last id seen
+  htmx.createEventSource = function (url) {
+    var last = lastIds[url];
+    if (last) url = url.replace(/([?&])lastEventId=[^&]*/, "$1lastEventId=" + encodeURIComponent(last));
+    return new EventSource(url);
+  };
+
+  function setLive(state, title) {
+    var el = document.getElementById("live-indicator");
+    if (!el) return;
+    el.className = "dot-wrap " + state;
+    el.querySelector(".label").textContent = state === "ok" ? "live" : (state === "warn" ? "reconnecting…" : "offline");
+    el.title = title || "";
+  }
+  document.addEventListener("htmx:sseOpen", function () { setLive("ok", "receiving live updates"); });
+  document.addEventListener("htmx:sseError", function () { setLive("warn", "the live feed is reconnecting"); });
+  document.addEventListener("DOMContentLoaded", function () {
+    if (!document.querySelector("[sse-connect]")) document.getElementById("live-indicator").hidden = true;
+  });
+
+  document.addEventListener("htmx:afterSwap", function (evt) {
+    if (evt.target.id === "node-panel") evt.target.classList.add("open");
+  });
+
+  // status badges from the polled status partial
+  document.addEventListener("htmx:afterSwap", function (evt) {
+    if (evt.target.id !== "status") return;
+    var b = document.getElementById("badges");
+    if (!b) return;
+    document.getElementById("badge-traces").textContent = b.dataset.traces || "";
+    document.getElementById("badge-dead").textContent = b.dataset.dead || "";
+  });
+
+  // relative times keep ticking
+  setInterval(function () {
+    var now = Date.now();
+    document.querySelectorAll("td.ago[data-ts]").forEach(function (td) {
+      var s = Math.max(0, Math.floor((now - parseInt(td.dataset.ts, 10)) / 1000));
+      td.textContent = s < 5 ? "now" : s < 60 ? s + "s ago" : s < 3600 ? Math.floor(s / 60) + "m ago"
+        : s < 86400 ? Math.floor(s / 3600) + "h ago" : Math.floor(s / 86400) + "d ago";
+    });
+  }, 5000);
+
+  // --- "try it" forms (home page and Endpoints) --------------------------------------------------------
+  function esc(text) {
+    var d = document.createElement("div");
+    d.textContent = text;
+    return d.innerHTML;
+  }
+
+  document.addEventListener("submit", async function (evt) {
+    var form = evt.target;
+    if (!form.classList.contains("tryit")) return;
+    evt.preventDefault();
+    var out = form.querySelector(".tryit-result");
+    var path = form.dataset.path;
+    var query = new URLSearchParams();
+    var body = null;
+    try {
+      if (form.dataset.raw) {
+        form.querySelectorAll("[name^='path:']").forEach(function (i) {
+          path = path.replace("{" + i.name.slice(5) + "}", encodeURIComponent(i.value));
+        });
+        form.querySelectorAll("[name^='query:']").forEach(function (i) { if (i.value) query.set(i.name.slice(6), i.value); });
+        var raw = form.querySelector("[name=body]");
+        if (raw && raw.value.trim()) body = JSON.parse(raw.value);
+      } else {
+        body = {};
+        form.querySelectorAll("[name]").forEach(function (i) {
+          if (i.value === "" && !i.required) return;
+          body[i.name] = i.dataset.type === "number" ? Number(i.value) : i.value;
+        });
+      }
+    } catch (err) {
+      out.innerHTML = '<div class="result bad">Body is not valid JSON: ' + esc(err.message) + "</div>";
+      return;
+    }
+    var url = path + (query.toString() ? "?" + query : "");
+    var started = performance.now();
+    try {
+      var resp = await fetch(url, {
+        method: form.dataset.method,
+        headers: body === null ? {} : { "content-type": "application/json" },
+        body: body === null ? undefined : JSON.stringify(body),
+      });
+      var ms = (performance.now() - started).toFixed(0);
+      var text = await resp.text();
+      var data = null;
+      try { data = JSON.parse(text); } catch (e) { /* not JSON */ }
+      var trace = resp.headers.get("x-trace-id");
+      var ok = resp.status < 400;
+      var summary = "→ " + resp.status + " · " + ms + " ms";
+      if (data && data.id && !form.dataset.raw) summary += " · pet " + esc(String(data.id));
+      if (trace) summary += ' · <a href="/_workbench/traces/' + encodeURIComponent(trace) + '">trace ' + esc(trace.slice(-10)) + "</a>";
+      out.innerHTML = '<div class="result ' + (ok ? "ok" : "bad") + '">' + summary + "</div>" +
+        (form.dataset.raw || !ok ? "<pre>" + esc(data ? JSON.stringify(data, null, 2) : text) + "</pre>" : "");
+      if (ok && !form.dataset.raw) form.reset();
+    } catch (err) {
+      out.innerHTML = '<div class="result bad">Request failed: ' + esc(err.message) + "</div>";
+    }
+  });
+
+  // --- small helpers used from templates -----------------------------------------------------------------
+  window.wbToggleTheme = function () {
+    var root = document.documentElement;
+    var dark = root.dataset.theme ? root.dataset.theme === "dark" : matchMedia("(prefers-color-scheme: dark)").matches;
+    root.dataset.theme = dark ? "light" : "dark";
+    localStorage.setItem("wb-theme", root.dataset.theme);
+  };
+
+  window.wbTogglePause = function (listId, button) {
+    var list = document.getElementById(listId);
+    var paused = list.dataset.paused === "1";
+    list.dataset.paused = paused ? "0" : "1";
+    button.textContent = paused ? "Pause" : "Resume";
+    if (paused) {
+      var waiting = document.getElementById(listId + "-pending");
+      if (waiting) waiting.textContent = "";
+      var queue = pending.get(list);
+      if (queue) { pending.delete(list); apply(list, queue); }
+    }
+  };
+
+  window.wbSelectedSpan = function () {
+    var row = document.querySelector(".wf-row.selected");
+    return row ? row.dataset.span : "";
+  };
+
+  window.wbSelectSpan = function (row) {
+    document.querySelectorAll(".wf-row.selected").forEach(function (r) { r.classList.remove("selected"); });
+    row.classList.add("selected");
+  };
+
+  window.wbEditState = function (button) {
+    var form = button.closest("form");
+    form.querySelector("pre.json").hidden = true;
+    form.querySelector("textarea").hidden = false;
+    form.querySelector("button[type=submit]").hidden = false;
+    button.hidden = true;
+  };
+})();
