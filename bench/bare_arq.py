@@ -1,6 +1,6 @@
 """The baseline worker: plain arq (no wake-up channel, no tracing), with no-op job functions.
 
-    python -m bench.bare_arq --redis URL [--poll 0.5] [--concurrency 20]
+python -m bench.bare_arq --redis URL [--poll 0.5] [--concurrency 20]
 """
 
 from __future__ import annotations

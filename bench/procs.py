@@ -165,7 +165,9 @@ class Stack:
     def bare_web(self) -> tuple[Proc, str]:
         """The bare Litestar app (bench/bare_app.py) on uvicorn, on a free port."""
         port = free_port()
-        proc = self._spawn("bare-web", ["bench.bare_app", "--redis", self.url, "--port", str(port)], self.env(BENCH_STEPS))
+        proc = self._spawn(
+            "bare-web", ["bench.bare_app", "--redis", self.url, "--port", str(port)], self.env(BENCH_STEPS)
+        )
         return proc, self._wait_port(proc, port)
 
     def _wait(self, ready: Any, procs: list[Proc], timeout: float = 30) -> None:

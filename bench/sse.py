@@ -20,7 +20,9 @@ CLIENTS = 10
 RATE = 100
 
 
-async def reader(client: httpx.AsyncClient, got: dict[str, list[tuple[int, float]]], ready: asyncio.Event) -> None:
+async def reader(
+    client: httpx.AsyncClient, got: dict[str, list[tuple[int, float]]], ready: asyncio.Event
+) -> None:
     async with client.stream("GET", "/_workbench/api/stream", params={"types": "log"}) as response:
         response.raise_for_status()
         ready.set()
@@ -31,7 +33,9 @@ async def reader(client: httpx.AsyncClient, got: dict[str, list[tuple[int, float
                 got.setdefault(str(fields.get("run")), []).append((fields["seq"], now - fields["sent"]))
 
 
-async def burst(client: httpx.AsyncClient, run: str, count: int, got: list[dict[str, list[tuple[int, float]]]]) -> None:
+async def burst(
+    client: httpx.AsyncClient, run: str, count: int, got: list[dict[str, list[tuple[int, float]]]]
+) -> None:
     """Have the worker log `count` lines; wait until every client has them (or a timeout)."""
     body = {"topic": "bench.logs", "data": {"run": run, "count": count, "rate": RATE}}
     (await client.post("/_workbench/api/emit", json=body)).raise_for_status()
@@ -47,7 +51,9 @@ async def run(quick: bool, logdir: Path) -> list[Row]:
         st.workers(BENCH_STEPS)
         got: list[dict[str, list[tuple[int, float]]]] = [{} for _ in range(CLIENTS)]
         limits = httpx.Limits(max_connections=CLIENTS + 5)
-        async with httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(10, read=None), limits=limits) as client:
+        async with httpx.AsyncClient(
+            base_url=url, timeout=httpx.Timeout(10, read=None), limits=limits
+        ) as client:
             ready = [asyncio.Event() for _ in range(CLIENTS)]
             tasks = [asyncio.create_task(reader(client, got[i], ready[i])) for i in range(CLIENTS)]
             await asyncio.wait_for(asyncio.gather(*(r.wait() for r in ready)), 15)
@@ -64,7 +70,8 @@ async def run(quick: bool, logdir: Path) -> list[Row]:
         Row(
             "4",
             f"worker log -> SSE receipt ({CLIENTS} clients, {count:,} logs at {RATE}/s)",
-            f"p50 {stats['p50_ms']:.1f} ms, p99 {stats['p99_ms']:.1f} ms" + (f", {lost} lost" if lost else ""),
+            f"p50 {stats['p50_ms']:.1f} ms, p99 {stats['p99_ms']:.1f} ms"
+            + (f", {lost} lost" if lost else ""),
             "-",
             "target p99<=50 ms",
             met,

@@ -129,7 +129,11 @@ async def run(quick: bool, logdir: Path, which: set[str]) -> list[Row]:
     data["jobs_per_s"] = {c: round(v) for c, v in rate.items()}
     rows = []
     if "2" in which:
-        on_bare, off_bare, on_off = rate["on1"] / rate["bare"], rate["off1"] / rate["bare"], rate["on1"] / rate["off1"]
+        on_bare, off_bare, on_off = (
+            rate["on1"] / rate["bare"],
+            rate["off1"] / rate["bare"],
+            rate["on1"] / rate["off1"],
+        )
         bare_text = f"bare arq: {rate['bare']:.0f} jobs/s"
         rows += [
             Row("2", f"{n:,} no-op jobs, 1 worker, tracing on", f"{rate['on1']:.0f} jobs/s", bare_text,

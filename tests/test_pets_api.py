@@ -174,7 +174,7 @@ async def test_reaper_purges_only_pets_past_purge_at(
     raw["purgeAt"] = now_ms() - 1000
     sync_redis.hset("wb:state:pets", old["id"], json.dumps(raw))
 
-    r = await client.post("/_workbench/api/cron/DeletionReaper/run")
+    r = await client.post("/_workbench/api/cron/DeletionReaper/run", headers={"x-workbench": "1"})
     assert r.status_code == 202
     trace_id = r.json()["traceId"]
     await drain(settings, registry)

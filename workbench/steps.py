@@ -149,7 +149,12 @@ def _schema(file: Path, key: str, value: Any) -> Any:
 
 
 def _number(file: Path, key: str, value: Any, minimum: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < minimum:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < minimum
+    ):
         raise StepError(file, key, f"must be a number ≥ {minimum}, got {value!r}")
     return float(value)
 

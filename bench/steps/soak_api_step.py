@@ -1,6 +1,12 @@
 """Benchmark 7: one trace per request, with one background job."""
 
-config = {"type": "api", "name": "BenchSoakApi", "method": "POST", "path": "/bench/soak", "emits": ["bench.soak"]}
+config = {
+    "type": "api",
+    "name": "BenchSoakApi",
+    "method": "POST",
+    "path": "/bench/soak",
+    "emits": ["bench.soak"],
+}
 
 
 async def handler(request, ctx):

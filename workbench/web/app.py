@@ -20,6 +20,7 @@ from ..runtime import Runtime
 from ..settings import Settings
 from ..tracing.feed import FeedHub
 from .api_steps import build_route
+from .guard import guard_middleware
 from .stream import stream
 from .workbench_api import WorkbenchApi
 
@@ -80,6 +81,7 @@ def create_app(settings: Settings, registry: Registry, runtime: Runtime | None =
             render_plugins=[JsonRenderPlugin()],
         ),
         template_config=templates,
+        middleware=[guard_middleware(settings.workbench_token)],
         request_max_body_size=settings.max_body_bytes,
         debug=False,
         logging_config=None,

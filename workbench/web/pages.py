@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import re
-
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import anyio
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from litestar import Request, Response, asgi, get, post
 from litestar.exceptions import HTTPException, NotFoundException
@@ -39,7 +39,8 @@ LIVE_ROWS = 300  # rows a live list keeps in the page
 
 def template_config(directory: Path) -> TemplateConfig[Any]:
     env = Environment(
-        loader=FileSystemLoader(directory), autoescape=select_autoescape(default=True, default_for_string=True)
+        loader=FileSystemLoader(directory),
+        autoescape=select_autoescape(default=True, default_for_string=True),
     )
     env.filters.update(
         ms=views.fmt_ms, clock=views.fmt_clock, ago=views.fmt_ago, datetime=views.fmt_datetime,
@@ -93,7 +94,9 @@ def form_fields(step: ApiStep) -> list[dict[str, Any]]:
         if options is None:
             for alt in prop.get("anyOf", []):
                 options = options or alt.get("enum")
-        kind = prop.get("type") or next((a.get("type") for a in prop.get("anyOf", []) if a.get("type") != "null"), "string")
+        kind = prop.get("type") or next(
+            (a.get("type") for a in prop.get("anyOf", []) if a.get("type") != "null"), "string"
+        )
         example = (prop.get("examples") or [None])[0]
         fields.append(
             {
@@ -175,7 +178,7 @@ async def flow_node(request: Request[Any, Any, Any], name: FromPath[str]) -> Tem
                 runs.append(span)
     durations = [s["finishedAt"] - s["startedAt"] for s in runs if s.get("finishedAt")]
     try:
-        source = Path(step.file).read_text()
+        source = await anyio.Path(step.file).read_text()
     except OSError:
         source = ""
     root_dir = runtime.registry.steps_dir.parent
@@ -197,14 +200,22 @@ async def endpoints(request: Request[Any, Any, Any]) -> Template:
     registry = _rt(request).registry
     rows = []
     for step in registry.api_steps():
-        schema = step.body_schema.model_json_schema() if hasattr(step.body_schema, "model_json_schema") else None
-        rows.append({"step": step, "schema": schema, "example": example_body(step), "params": step.path_params})
+        schema = (
+            step.body_schema.model_json_schema() if hasattr(step.body_schema, "model_json_schema") else None
+        )
+        rows.append(
+            {"step": step, "schema": schema, "example": example_body(step), "params": step.path_params}
+        )
     return _page("endpoints.html", request, "endpoints", endpoints=rows)
 
 
 @get("/_workbench/traces", include_in_schema=False)
 async def traces(
-    request: Request[Any, Any, Any], status: Status = None, step: Text = None, q: Text = None, cursor: Cursor = None
+    request: Request[Any, Any, Any],
+    status: Status = None,
+    step: Text = None,
+    q: Text = None,
+    cursor: Cursor = None,
 ) -> Template:
     runtime = _rt(request)
     rows, nxt = await runtime.store.list_traces(status=status, step=step, q=q, cursor=cursor, limit=50)
@@ -225,7 +236,9 @@ async def _trace_or_404(runtime: Runtime, trace_id: str) -> dict[str, Any]:
 
 def _waterfall_context(trace: dict[str, Any], selected: str | None) -> dict[str, Any]:
     bars, ticks, total = views.waterfall(trace, now_ms())
-    chosen = next((b.span for b in bars if b.span["id"] == selected), None) or (bars[0].span if bars else None)
+    chosen = next((b.span for b in bars if b.span["id"] == selected), None) or (
+        bars[0].span if bars else None
+    )
     subscribers = {}
     for bar in bars:
         for event in bar.span.get("events", []):
@@ -239,18 +252,26 @@ async def trace_page(request: Request[Any, Any, Any], trace_id: FromPath[str], s
     runtime = _rt(request)
     trace = await _trace_or_404(runtime, trace_id)
     return _page(
-        "trace.html", request, "traces", feed_id=await _feed_position(runtime), **_waterfall_context(trace, span)
+        "trace.html",
+        request,
+        "traces",
+        feed_id=await _feed_position(runtime),
+        **_waterfall_context(trace, span),
     )
 
 
 @get("/_workbench/traces/{trace_id:str}/waterfall", include_in_schema=False)
-async def trace_waterfall(request: Request[Any, Any, Any], trace_id: FromPath[str], span: Text = None) -> Template:
+async def trace_waterfall(
+    request: Request[Any, Any, Any], trace_id: FromPath[str], span: Text = None
+) -> Template:
     trace = await _trace_or_404(_rt(request), trace_id)
     return Template(template_name="partials/waterfall.html", context=_waterfall_context(trace, span))
 
 
 @get("/_workbench/traces/{trace_id:str}/spans/{span_id:str}", include_in_schema=False)
-async def span_detail(request: Request[Any, Any, Any], trace_id: FromPath[str], span_id: FromPath[str]) -> Template:
+async def span_detail(
+    request: Request[Any, Any, Any], trace_id: FromPath[str], span_id: FromPath[str]
+) -> Template:
     trace = await _trace_or_404(_rt(request), trace_id)
     span = next((s for s in trace["spanList"] if s["id"] == span_id), None)
     if span is None:
@@ -268,7 +289,9 @@ async def logs(
     cursor: Cursor = None,
 ) -> Template:
     runtime = _rt(request)
-    rows, nxt = await runtime.store.list_logs(level=level, step=step, trace_id=trace_id, q=q, cursor=cursor, limit=100)
+    rows, nxt = await runtime.store.list_logs(
+        level=level, step=step, trace_id=trace_id, q=q, cursor=cursor, limit=100
+    )
     filters = {"level": level or "", "step": step or "", "trace_id": trace_id or "", "q": q or ""}
     return _page(
         "logs.html", request, "logs",
@@ -295,15 +318,20 @@ async def cron_run_page(request: Request[Any, Any, Any], step_name: FromPath[str
     if not isinstance(step, CronStep):
         raise NotFoundException(f"no cron step {step_name}")
     trace_id, _ = await runtime.enqueue_step(step, None, label="run now")
-    return Template(template_name="partials/started.html", context={"trace_id": trace_id, "what": f"{step_name} started"})
+    return Template(
+        template_name="partials/started.html", context={"trace_id": trace_id, "what": f"{step_name} started"}
+    )
 
 
 @get("/_workbench/state", include_in_schema=False)
 async def state_page(request: Request[Any, Any, Any], group: Text = None) -> Template:
     runtime = _rt(request)
     groups = await runtime.state.groups()
-    values = {g: await runtime.redis.hgetall(f"wb:state:{g}") for g in groups if group in (None, g)}
-    parsed = {g: {k: json.loads(v) for k, v in sorted(kv.items())} for g, kv in values.items()}
+    parsed = {}
+    for name in groups:
+        if group in (None, name):
+            values = await runtime.state.get_group(name)
+            parsed[name] = dict(sorted(values.items()))
     return _page("state.html", request, "state", groups=groups, values=parsed, selected=group)
 
 
@@ -316,11 +344,19 @@ async def state_edit(request: Request[Any, Any, Any], group: FromPath[str], key:
     except ValueError as exc:
         return Template(
             template_name="partials/state_row.html",
-            context={"group": group, "key": key, "value": None, "raw": raw, "error": f"Not valid JSON: {exc}"},
+            context={
+                "group": group,
+                "key": key,
+                "value": None,
+                "raw": raw,
+                "error": f"Not valid JSON: {exc}",
+            },
             status_code=400,
         )
     await _rt(request).state.set(group, key, value)
-    return Template(template_name="partials/state_row.html", context={"group": group, "key": key, "value": value})
+    return Template(
+        template_name="partials/state_row.html", context={"group": group, "key": key, "value": value}
+    )
 
 
 @post("/_workbench/state/{group:str}/{key:str}/delete", include_in_schema=False, status_code=200)
@@ -343,11 +379,19 @@ async def emit_send(request: Request[Any, Any, Any]) -> Template:
     form = await request.form()
     topic = str(form.get("topic", ""))
     if topic not in runtime.registry.topics():
-        return Template(template_name="partials/error.html", context={"error": f"topic: unknown topic {topic!r}"}, status_code=400)
+        return Template(
+            template_name="partials/error.html",
+            context={"error": f"topic: unknown topic {topic!r}"},
+            status_code=400,
+        )
     try:
         data = json.loads(str(form.get("data") or "null"))
     except ValueError as exc:
-        return Template(template_name="partials/error.html", context={"error": f"payload: not valid JSON ({exc})"}, status_code=400)
+        return Template(
+            template_name="partials/error.html",
+            context={"error": f"payload: not valid JSON ({exc})"},
+            status_code=400,
+        )
     trace_id, emitted = await runtime.emit_new_trace(topic, data)
     what = f"Emitted {topic} → {', '.join(emitted.subscribers) or 'no subscribers'}"
     return Template(template_name="partials/started.html", context={"trace_id": trace_id, "what": what})
@@ -357,12 +401,16 @@ async def emit_send(request: Request[Any, Any, Any]) -> Template:
 async def dead_letters_page(request: Request[Any, Any, Any], step: Text = None) -> Template:
     runtime = _rt(request)
     letters = await runtime.dead_letters.list(step=step, limit=200)
-    return _page("dead_letters.html", request, "dead", letters=letters, step=step or "",
-                 steps=[s.name for s in runtime.registry.event_steps()] + [s.name for s in runtime.registry.cron_steps()])  # fmt: skip
+    background = [s.name for s in runtime.registry.event_steps()] + [
+        s.name for s in runtime.registry.cron_steps()
+    ]
+    return _page("dead_letters.html", request, "dead", letters=letters, step=step or "", steps=background)
 
 
 @post("/_workbench/dead-letters/{letter_id:str}/{action:str}", include_in_schema=False, status_code=200)
-async def dead_letter_action(request: Request[Any, Any, Any], letter_id: FromPath[str], action: FromPath[str]) -> str:
+async def dead_letter_action(
+    request: Request[Any, Any, Any], letter_id: FromPath[str], action: FromPath[str]
+) -> str:
     letters = _rt(request).dead_letters
     if action == "retry":
         ok = await letters.retry(letter_id) is not None
@@ -376,7 +424,9 @@ async def dead_letter_action(request: Request[Any, Any, Any], letter_id: FromPat
 
 
 @post("/_workbench/dead-letters-bulk/{action:str}", include_in_schema=False, status_code=200)
-async def dead_letters_bulk(request: Request[Any, Any, Any], action: FromPath[str], step: Text = None) -> Response[Any]:
+async def dead_letters_bulk(
+    request: Request[Any, Any, Any], action: FromPath[str], step: Text = None
+) -> Response[Any]:
     letters = _rt(request).dead_letters
     if action == "retry":
         await letters.retry_all(step=step)
@@ -397,7 +447,13 @@ async def status_bar(request: Request[Any, Any, Any]) -> Template:
         running, _ = await runtime.store.list_traces(status="running", limit=50, scan_budget=500)
         context = {"redis": True, "workers": workers, "dead": dead, "running": len(running), "reason": ""}
     except Exception as exc:
-        context = {"redis": False, "workers": None, "dead": None, "running": None, "reason": str(exc) or type(exc).__name__}
+        context = {
+            "redis": False,
+            "workers": None,
+            "dead": None,
+            "running": None,
+            "reason": str(exc) or type(exc).__name__,
+        }
     return Template(template_name="partials/status.html", context=context)
 
 
@@ -407,7 +463,7 @@ _VIEWS = ("traces", "logs", "home", "trace")
 
 
 def _renderer(scope: Scope, query: dict[str, str]) -> Any:
-    engine: JinjaTemplateEngine = scope["app"].template_engine
+    engine: JinjaTemplateEngine = scope["app"].template_engine  # type: ignore[assignment]  # set in create_app
     view = query.get("view", "traces")
     trace_row = engine.get_template("partials/trace_row.html")
     log_row = engine.get_template("partials/log_row.html")
@@ -420,7 +476,9 @@ def _renderer(scope: Scope, query: dict[str, str]) -> Any:
             return False
         if step and step not in data["steps"]:
             return False
-        text = " ".join(str(v) for v in (data["id"], data["entry"], data["label"], data["error"], *data["steps"]))
+        text = " ".join(
+            str(v) for v in (data["id"], data["entry"], data["label"], data["error"], *data["steps"])
+        )
         return not q or q in text.lower()
 
     def log_ok(data: dict[str, Any]) -> bool:
@@ -459,6 +517,6 @@ async def html_stream(scope: Scope, receive: Receive, send: Send) -> None:
 
         await _bad_request(scope, receive, send, f"view: one of {', '.join(_VIEWS)}")
         return
-    await serve_feed(scope, receive, send, _renderer(scope, query), extra_query=("view", "status", "step", "q", "level"))
-
-
+    await serve_feed(
+        scope, receive, send, _renderer(scope, query), extra_query=("view", "status", "step", "q", "level")
+    )

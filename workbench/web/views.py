@@ -9,10 +9,11 @@ import json
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import pairwise
 from typing import Any
 
 from ..registry import Registry
-from ..steps import ApiStep, CronStep, EventStep, NoopStep, Step
+from ..steps import ApiStep, CronStep, EventStep, Step
 
 # --- formatting -------------------------------------------------------------------------------------
 
@@ -84,12 +85,12 @@ def waterfall(trace: dict[str, Any], now_ms: int) -> tuple[list[Bar], list[tuple
     spans: list[dict[str, Any]] = trace.get("spanList", [])
     if not spans:
         return [], [], 0.0
-    start = min((s.get("enqueuedAt") or s["startedAt"]) for s in spans)
+    start: int = min((s.get("enqueuedAt") or s["startedAt"]) for s in spans)
     end = max((s.get("finishedAt") or now_ms) for s in spans)
     total = max(end - start, 1)
 
     def pct(ms: float) -> float:
-        return round(100.0 * (ms - start) / total, 3)
+        return round(100.0 * (ms - start) / float(total), 3)
 
     children: dict[str | None, list[dict[str, Any]]] = {}
     ids = {s["id"] for s in spans}
@@ -99,7 +100,9 @@ def waterfall(trace: dict[str, Any], now_ms: int) -> tuple[list[Bar], list[tuple
     ordered: list[tuple[dict[str, Any], int]] = []
 
     def walk(parent: str | None, depth: int) -> None:
-        for span in sorted(children.get(parent, []), key=lambda s: (s.get("enqueuedAt") or s["startedAt"], s["attempt"])):
+        for span in sorted(
+            children.get(parent, []), key=lambda s: (s.get("enqueuedAt") or s["startedAt"], s["attempt"])
+        ):
             ordered.append((span, depth))
             walk(span["id"], depth + 1)
 
@@ -109,9 +112,7 @@ def waterfall(trace: dict[str, Any], now_ms: int) -> tuple[list[Bar], list[tuple
         queued = span.get("enqueuedAt") or span["startedAt"]
         started = span["startedAt"]
         finished = span.get("finishedAt") or now_ms
-        markers = [
-            (pct(e["ts"]), e["topic"]) for e in span.get("events", []) if e["kind"] == "emit"
-        ]
+        markers = [(pct(e["ts"]), e["topic"]) for e in span.get("events", []) if e["kind"] == "emit"]
         bars.append(
             Bar(
                 span=span,
@@ -138,7 +139,8 @@ def _nice_step(raw: float) -> float:
 
 
 def _frange(a: float, b: float, step: float) -> list[float]:
-    out, x = [], a
+    out: list[float] = []
+    x = a
     while x <= b + 1e-9 and len(out) < 12:
         out.append(x)
         x += step
@@ -203,7 +205,6 @@ def layout_flow(registry: Registry, flow: str) -> FlowGraph:
     """A layered left-to-right layout: entry points first, each event step one layer right of the
     furthest step that emits to it; long edges pass through placeholder slots so nothing overlaps."""
     steps = [s for s in registry if flow in (s.flows or ("default",))]
-    by_name = {s.name: s for s in steps}
     edges: list[Edge] = []
     dangling: list[tuple[str, str]] = []
     for src in steps:
@@ -247,7 +248,7 @@ def layout_flow(registry: Registry, flow: str) -> FlowGraph:
             found = []
             for i, e in enumerate(edges):
                 path = [e.source, *chains[i], e.target]
-                for a, b in zip(path, path[1:], strict=False):
+                for a, b in pairwise(path):
                     if b == n.name and a in position:
                         found.append(position[a])
             return found
@@ -278,8 +279,8 @@ def layout_flow(registry: Registry, flow: str) -> FlowGraph:
             else:
                 coords += [(n.x, cy), (n.x + NODE_W, cy)]
         d = f"M{coords[0][0]:.1f},{coords[0][1]:.1f}"
-        for (x1, y1), (x2, y2) in zip(coords, coords[1:], strict=False):
-            if abs(x2 - x1) < 1e-6 or (x2 - x1) == NODE_W and y1 == y2:
+        for (x1, y1), (x2, y2) in pairwise(coords):
+            if abs(x2 - x1) < 1e-6 or ((x2 - x1) == NODE_W and y1 == y2):
                 d += f" L{x2:.1f},{y2:.1f}"
             else:
                 dx = (x2 - x1) / 2
