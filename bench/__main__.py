@@ -43,6 +43,7 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(NAMES)}")
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
     RESULTS.mkdir(exist_ok=True)
     logdir = RESULTS / "logs"
     logdir.mkdir(exist_ok=True)

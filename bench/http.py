@@ -24,7 +24,7 @@ import httpx
 from workbench.queue import QUEUE
 
 from .bare_arq import QUEUE as BARE_QUEUE
-from .procs import PET_STEPS, Proc, Stack
+from .procs import PET_STEPS, Proc, Stack, wait_until
 from .report import Row, median
 
 CONNECTIONS = 20
@@ -35,12 +35,21 @@ wrk.headers["Content-Type"] = "application/json"
 """
 
 
-def wrk(url: str, seconds: float) -> dict[str, Any]:
+async def wrk(url: str, seconds: float) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
         script.write(WRK_SCRIPT)
         script.flush()
         args = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds:g}s", "--latency", "-s", script.name, url]
-        out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+        proc = await asyncio.create_subprocess_exec(*args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            raw, err = await proc.communicate()
+        finally:
+            if proc.returncode is None:  # cancelled (Ctrl-C): do not leave wrk running
+                proc.kill()
+                await proc.wait()
+    if proc.returncode:
+        raise RuntimeError(f"wrk failed: {err.decode()}")
+    out = raw.decode()
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
@@ -78,7 +87,7 @@ async def httpx_load(url: str, seconds: float) -> dict[str, Any]:
 
 async def load(url: str, seconds: float) -> dict[str, Any]:
     if shutil.which("wrk"):
-        return await asyncio.to_thread(wrk, url, seconds)
+        return await wrk(url, seconds)
     return await httpx_load(url, seconds)
 
 
@@ -88,10 +97,9 @@ async def measure(st: Stack, web: Proc, url: str, queue: str, seconds: float) ->
     result = await load(url + "/pets", seconds)
     result["web_cpu_ms_per_req"] = round((web.cpu_s() - cpu0) * 1000 / max(1, result["requests"]), 3)
     result["backlog_after"] = st.redis.zcard(queue)
-    deadline = time.monotonic() + 30  # let the worker drain before the next round
-    while st.redis.zcard(queue) and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
-    result["drained_s"] = None if st.redis.zcard(queue) else round(30 - (deadline - time.monotonic()), 1)
+    t0 = time.monotonic()  # let the worker drain before the next round
+    drained = await wait_until(lambda: not st.redis.zcard(queue), 30, 0.1)
+    result["drained_s"] = round(time.monotonic() - t0, 1) if drained else None
     return result
 
 

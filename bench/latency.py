@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 from arq.connections import RedisSettings, create_pool
 
-from .procs import BENCH_STEPS, Stack
+from .procs import BENCH_STEPS, Stack, wait_until
 from .report import Row, summary_ms
 
 RATE = 100  # per second
@@ -32,10 +32,8 @@ async def paced(n: int, send: Callable[[int], Awaitable[None]]) -> None:
     await asyncio.gather(*tasks)
 
 
-async def wait_for_hash(st: Stack, key: str, n: int, timeout: float = 30) -> dict[int, float]:
-    deadline = time.monotonic() + timeout
-    while st.redis.hlen(key) < n and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
+async def wait_for_hash(st: Stack, key: str, n: int) -> dict[int, float]:
+    await wait_until(lambda: st.redis.hlen(key) >= n, 30)
     return {int(k): float(json.loads(v)) for k, v in st.redis.hgetall(key).items()}
 
 

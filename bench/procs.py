@@ -7,6 +7,7 @@ stops them in order; PR_SET_PDEATHSIG makes them die with the benchmark even if 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -181,3 +182,12 @@ class Stack:
 
     def used_memory_mb(self) -> float:
         return int(self.redis.info("memory")["used_memory"]) / 1024 / 1024
+
+
+async def wait_until(predicate: Any, seconds: float, every: float = 0.05) -> bool:
+    """Poll `predicate()` until it is true (returns True) or `seconds` pass (returns False)."""
+    for _ in range(max(1, int(seconds / every))):
+        if predicate():
+            return True
+        await asyncio.sleep(every)
+    return bool(predicate())

@@ -3,8 +3,8 @@
 `POST /bench/soak` at a steady 200 requests/s (each a trace with an API span, one background job
 and one log line) with WORKBENCH_RETENTION_TRACES=2000. Every 5 s: Redis `used_memory`, and the
 VmRSS of the web and worker processes. "Start" is the first sample once retention is trimming
-(a quarter of the way in, at least 20 s, at most half way); memory counts as flat when the end is within 10% + 2 MB
-of the start.
+(a quarter of the way in, at least 20 s, at most half way); memory counts as flat when the end
+is within 10% + 2 MB of the start.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ async def run(quick: bool, logdir: Path) -> list[Row]:
             "retention_traces": RETENTION, "counts": counts, "start_sample": base, "end_sample": end,
             "flat": is_flat, "samples": samples}  # fmt: skip
     return [
-        Row("7", f"soak {duration:.0f} s at {RATE} traces/s (achieved {achieved:.0f}/s), retention {RETENTION}",
+        Row("7", f"soak {duration:.0f} s, {RATE} traces/s (sent {achieved:.0f}/s), retention {RETENTION}",
             text, f"at t={base['t']:.0f} s -> t={end['t']:.0f} s", "flat (end <= start*1.1 + 2 MB)",
             all(is_flat.values()) and counts["errors"] == 0, data),
     ]  # fmt: skip

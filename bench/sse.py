@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from .procs import BENCH_STEPS, Stack
+from .procs import BENCH_STEPS, Stack, wait_until
 from .report import Row, summary_ms
 
 CLIENTS = 10
@@ -38,10 +38,9 @@ async def burst(
 ) -> None:
     """Have the worker log `count` lines; wait until every client has them (or a timeout)."""
     body = {"topic": "bench.logs", "data": {"run": run, "count": count, "rate": RATE}}
-    (await client.post("/_workbench/api/emit", json=body)).raise_for_status()
-    deadline = time.monotonic() + count / RATE + 15
-    while time.monotonic() < deadline and any(len(g.get(run, ())) < count for g in got):
-        await asyncio.sleep(0.1)
+    headers = {"x-workbench": "1"}  # workbench actions need it (workbench/web/guard.py)
+    (await client.post("/_workbench/api/emit", json=body, headers=headers)).raise_for_status()
+    await wait_until(lambda: all(len(g.get(run, ())) >= count for g in got), count / RATE + 15, 0.1)
 
 
 async def run(quick: bool, logdir: Path) -> list[Row]:

@@ -138,7 +138,8 @@ async def run(quick: bool, logdir: Path, which: set[str]) -> list[Row]:
         rows += [
             Row("2", f"{n:,} no-op jobs, 1 worker, tracing on", f"{rate['on1']:.0f} jobs/s", bare_text,
                 f"{on_bare:.2f} (target >= 0.8)", on_bare >= 0.8, data),
-            Row("2b", "  same, tracing off", f"{rate['off1']:.0f} jobs/s", bare_text, f"{off_bare:.2f} (info)"),
+            Row("2b", "  same, tracing off", f"{rate['off1']:.0f} jobs/s", bare_text,
+                f"{off_bare:.2f} (info)"),
             Row("2c", "  tracing on / tracing off", f"{on_off:.2f}", f"off: {rate['off1']:.0f} jobs/s",
                 f"{on_off:.2f} (info)"),
         ]  # fmt: skip

@@ -78,23 +78,17 @@ async def run(quick: bool, logdir: Path) -> list[Row]:
             html = await timings(client, "/_workbench/traces")
     data = {"traces": stored, "fill_s": round(fill_s, 1), "redis_used_memory_mb": round(memory, 1),
             "api": api, "api_rows": rows_returned, "api_status_failed": failed, "html": html}  # fmt: skip
+    api_met = api["p95_ms"] <= 100 and rows_returned == 50
     rows = [
         Row("6", f"GET /_workbench/api/traces?limit=50, {stored:,} traces", f"p95 {api['p95_ms']:.1f} ms",
-            f"p50 {api['p50_ms']:.1f} ms", "target p95<=100 ms", api["p95_ms"] <= 100 and rows_returned == 50, data),
+            f"p50 {api['p50_ms']:.1f} ms", "target p95<=100 ms", api_met, data),
         Row("6b", "  same, ?status=failed (no match: scans its budget)", f"p95 {failed['p95_ms']:.1f} ms",
             f"p50 {failed['p50_ms']:.1f} ms", "(info)"),
     ]  # fmt: skip
+    page = "  GET /_workbench/traces (HTML page, first page)"
     if html["status"] == 404:
-        rows.append(
-            Row(
-                "6c",
-                "  GET /_workbench/traces (HTML page)",
-                "n/a (page not built)",
-                "-",
-                "target p95<=100 ms",
-            )
-        )
+        rows.append(Row("6c", page, "n/a (page not built)", "-", "target p95<=100 ms"))
     else:
-        rows.append(Row("6c", "  GET /_workbench/traces (HTML page)", f"p95 {html['p95_ms']:.1f} ms",
-                        f"p50 {html['p50_ms']:.1f} ms", "target p95<=100 ms", html["p95_ms"] <= 100))  # fmt: skip
+        rows.append(Row("6c", page, f"p95 {html['p95_ms']:.1f} ms", f"p50 {html['p50_ms']:.1f} ms",
+                        "target p95<=100 ms", html["p95_ms"] <= 100))  # fmt: skip
     return rows

@@ -109,10 +109,14 @@ class Proc:
 
 
 def spawn(args: list[str], env: dict[str, str], log: Path) -> Proc:
-    handle = log.open("wb")
-    popen = subprocess.Popen(
-        [sys.executable, "-m", "workbench", *args], env=env, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT
-    )
+    with log.open("ab") as handle:  # the child keeps its own copy of the descriptor
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "workbench", *args],
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
     return Proc(popen, log)
 
 

@@ -1,0 +1,23 @@
+# shellcheck shell=bash
+# ensure_venv EXTRAS: create ./.venv with Python ≥ 3.11 and install the project (editable) when
+# pyproject.toml changed since the last install.
+ensure_venv() {
+  local extras="$1" python=""
+  for candidate in python3.13 python3.12 python3.11 python3; do
+    if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+      python="$candidate"; break
+    fi
+  done
+  if [ -z "$python" ]; then echo "Workbench needs Python 3.11 or newer." >&2; exit 1; fi
+  if [ ! -x .venv/bin/python ]; then
+    echo "Creating .venv with $python…"
+    "$python" -m venv .venv
+    .venv/bin/python -m pip install -q --upgrade pip
+  fi
+  local stamp=".venv/.installed${extras}"
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    echo "Installing workbench${extras} into .venv…"
+    .venv/bin/python -m pip install -q -e ".${extras}"
+    touch "$stamp"
+  fi
+}
