@@ -168,9 +168,20 @@ def test_emit_starts_a_trace_the_worker_runs(stack, sync_redis) -> None:  # type
     with stack.client() as client:
         pet = client.post("/pets", json={"name": "Rex", "species": "dog", "ageMonths": 3}).json()
     result = subprocess.run(
-        [sys.executable, "-m", "workbench", "emit", "feeding.reminder.enqueued", json.dumps({"petId": pet["id"]})],
-        cwd=ROOT, env=stack.env, capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "workbench",
+            "emit",
+            "feeding.reminder.enqueued",
+            json.dumps({"petId": pet["id"]}),
+        ],
+        cwd=ROOT,
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 0, result.stderr
     trace_id = result.stdout.strip().splitlines()[-1]
     assert re.fullmatch(r"[0-9A-Z]{26}", trace_id)
@@ -187,11 +198,12 @@ def test_emit_starts_a_trace_the_worker_runs(stack, sync_redis) -> None:  # type
 
 def test_emit_rejects_unknown_topics_and_bad_json(redis_url: str) -> None:
     env = {**os.environ, "REDIS_URL": redis_url}
-    bad_topic = subprocess.run([sys.executable, "-m", "workbench", "emit", "no.such", "{}"], cwd=ROOT, env=env,
-                               capture_output=True, text=True, timeout=30)  # fmt: skip
+    cmd = [sys.executable, "-m", "workbench", "emit"]
+    bad_topic = subprocess.run([*cmd, "no.such", "{}"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert bad_topic.returncode == 2 and "no.such" in bad_topic.stderr
-    bad_json = subprocess.run([sys.executable, "-m", "workbench", "emit", "pet.created", "{nope"], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=30)  # fmt: skip
+    bad_json = subprocess.run(
+        [*cmd, "pet.created", "{nope"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
     assert bad_json.returncode == 2 and "JSON" in bad_json.stderr
 
 

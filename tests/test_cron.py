@@ -17,8 +17,9 @@ we consider our behaviour wrong), with the reason next to it:
 * Equal-bound ranges (`5-5`): croniter reads them as the whole field; `CronSchedule.parse` rewrites them to
   the one value, as cron means, and the table checks that against cronsim.
 * DST: on the day clocks go back, croniter runs a fixed-time job in both copies of the repeated hour;
-  `CronSchedule.next_after` skips the repeat, so it runs once, like cronsim. On the day clocks go forward, croniter moves `*`-hour jobs that fall in the gap to the first
-  valid time; cronsim skips them. The Europe/Berlin oracle comparison therefore ignores runs between 01:00
+  `CronSchedule.next_after` skips the repeat, so it runs once, like cronsim. On the day clocks go forward,
+  croniter moves `*`-hour jobs that fall in the gap to the first valid time; cronsim skips them. The
+  Europe/Berlin oracle comparison therefore ignores runs between 01:00
   and 03:59 on a DST-change day; the transition days have their own hand-written tests.
 """
 
