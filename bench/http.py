@@ -26,6 +26,7 @@ from workbench.queue import QUEUE
 from .bare_arq import QUEUE as BARE_QUEUE
 from .procs import PET_STEPS, Proc, Stack, wait_until
 from .report import Row, median
+from .throughput import redis_cpu_s
 
 CONNECTIONS = 20
 BODY = '{"name": "Jack", "species": "dog", "ageMonths": 24}'
@@ -93,9 +94,10 @@ async def load(url: str, seconds: float) -> dict[str, Any]:
 
 async def measure(st: Stack, web: Proc, url: str, queue: str, seconds: float) -> dict[str, Any]:
     await load(url + "/pets", 1)  # warm-up
-    cpu0 = web.cpu_s()
+    cpu0, redis0 = web.cpu_s(), redis_cpu_s(st)
     result = await load(url + "/pets", seconds)
     result["web_cpu_ms_per_req"] = round((web.cpu_s() - cpu0) * 1000 / max(1, result["requests"]), 3)
+    result["redis_cpu_ms_per_req"] = round((redis_cpu_s(st) - redis0) * 1000 / max(1, result["requests"]), 3)
     result["backlog_after"] = st.redis.zcard(queue)
     t0 = time.monotonic()  # let the worker drain before the next round
     drained = await wait_until(lambda: not st.redis.zcard(queue), 30, 0.1)

@@ -195,9 +195,9 @@ class StepWorker(Worker):
         if 0 <= self.max_burst_jobs <= self._jobs_started():
             await asyncio.gather(*self.tasks.values())
             return True
-        if self.job_counter == 0 and not await self.pool.zcount(self.queue_name, "-inf", now_ms()):
+        if self.job_counter == 0 and not await self.pool.zcard(self.queue_name):
             await asyncio.gather(*self.tasks.values())
-            return not await self.pool.zcount(self.queue_name, "-inf", now_ms())
+            return not await self.pool.zcard(self.queue_name)  # deferred retries count as work left
         return False
 
     async def _reset_pubsub(self) -> None:

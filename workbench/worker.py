@@ -29,7 +29,7 @@ async def run_worker(
         run_job=runtime.run_job,
         heartbeat=runtime.heartbeat,
         concurrency=settings.concurrency,
-        poll_delay_s=0 if burst else settings.poll_delay_s,
+        poll_delay_s=settings.poll_delay_s,
         lease_s=settings.lease_s,
         grace_s=settings.grace_s,
         max_timeout_s=max_timeout(registry),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -275,18 +276,19 @@ def configure_logging(level: int) -> None:
         if isinstance(handler, (SpanLogHandler,)) or getattr(handler, "_workbench", False):
             root.removeHandler(handler)
     console = logging.StreamHandler(sys.stdout)
-    console.setFormatter(ConsoleFormatter(color=sys.stdout.isatty()))
+    console.setLevel(level)
+    console.setFormatter(ConsoleFormatter(color=sys.stdout.isatty() or bool(os.environ.get("FORCE_COLOR"))))
     console._workbench = True  # type: ignore[attr-defined]
     root.addHandler(console)
     install_span_capture(level)
-    root.setLevel(min(level, logging.INFO))
     for noisy in ("arq.worker", "arq.jobs", "uvicorn.access", "watchfiles"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def install_span_capture(level: int) -> None:
+    """Capture log records into spans; each span applies its own threshold (`SpanScope.log_level`)."""
     root = logging.getLogger()
     if not any(isinstance(h, SpanLogHandler) for h in root.handlers):
-        root.addHandler(SpanLogHandler(level=level))
+        root.addHandler(SpanLogHandler())
     if root.level > level or root.level == logging.NOTSET:
         root.setLevel(level)

@@ -77,6 +77,7 @@ async def serve_feed(
     predicate = keep
 
     async def events() -> AsyncIterator[ServerSentEvent]:
+        yield ServerSentEvent(comment="connected")  # flushes the headers: the client knows it is live
         async for record in hub.records(last_id):
             if predicate(record):
                 for event in render(record):
@@ -84,7 +85,7 @@ async def serve_feed(
 
     response = EventSourceResponse(
         events(),
-        ping=10,
+        ping=scope["app"].state.settings.sse_ping_s,
         shutdown_event=shutdown,
         headers={"cache-control": "no-store", "x-accel-buffering": "no"},
     )

@@ -3,6 +3,7 @@ emits and dead letters. Bad query parameters get 400 naming the parameter."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -91,14 +92,16 @@ class WorkbenchApi(Controller):
     @get("/health")
     async def health(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
         runtime = _runtime(request)
+        process = {"sseClients": len(request.app.state.feed.subscribers), "tasks": len(asyncio.all_tasks())}
         try:
             await runtime.redis.ping()
             workers = await runtime.workers_alive()
             stats = await queue_stats(runtime.redis)
             dead = await runtime.dead_letters.count()
-            return {"redis": "ok", "workers": workers, "queue": stats, "deadLetters": dead}
+            return {"redis": "ok", "workers": workers, "queue": stats, "deadLetters": dead, "web": process}
         except Exception as exc:
-            return {"redis": "unreachable", "reason": str(exc) or type(exc).__name__, "workers": None}
+            reason = str(exc) or type(exc).__name__
+            return {"redis": "unreachable", "reason": reason, "workers": None, "web": process}
 
     @get("/traces")
     async def traces(
