@@ -161,7 +161,8 @@ async def test_traces_api_filters_and_pages(
     page2 = (await pets.get(api, params={"limit": 3, "cursor": page1["cursor"]})).json()
     page3 = (await pets.get(api, params={"limit": 3, "cursor": page2["cursor"]})).json()
     seen = [t["id"] for p in (page1, page2, page3) for t in p["traces"]]
-    assert seen == [t["id"] for t in everything] and page3["cursor"] is None or len(seen) == 8
+    assert seen == [t["id"] for t in everything]
+    assert page3["cursor"] is None
     assert [t["id"] for t in (await pets.get(api, params={"entry": "DeletePet"})).json()["traces"]] == [
         delete_trace
     ]
