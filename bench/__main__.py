@@ -56,6 +56,7 @@ def main() -> int:
     }
     rows: list[Row] = []
     errors = 0
+    load: dict[str, list[float]] = {}  # 1-minute load average before and after each benchmark
     began = time.time()
     try:
         for num in selected:
@@ -67,14 +68,17 @@ def main() -> int:
             else:
                 job = runs[num]
             print(f"[{num}] {NAMES[num]} ...", file=sys.stderr, flush=True)
-            t0 = time.monotonic()
+            t0, load0 = time.monotonic(), os.getloadavg()[0]
             try:
                 rows += asyncio.run(job())
             except Exception as exc:
                 errors += 1
                 traceback.print_exc()
                 rows.append(Row(num, NAMES[num], f"error: {type(exc).__name__}: {exc}"[:100], met=False))
-            print(f"[{num}] done in {time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
+            load[num] = [round(load0, 2), round(os.getloadavg()[0], 2)]
+            took = time.monotonic() - t0
+            note = f"[{num}] done in {took:.0f} s (load average {load[num][0]} -> {load[num][1]})"
+            print(note, file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         print("interrupted: stopping processes", file=sys.stderr)
         stop_all()
@@ -87,10 +91,15 @@ def main() -> int:
         "seconds": round(time.time() - began, 1),
         "quick": args.quick,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "load_average_1min": load,
         "rows": [row.__dict__ for row in rows],
     }
     (RESULTS / "latest.json").write_text(json.dumps(out, indent=2, default=str) + "\n")
-    print(f"\nwritten: {RESULTS / 'latest.json'} (process logs in {logdir})")
+    print(
+        f"\nmachine: {os.cpu_count()} CPUs; 1-minute load average before -> after each benchmark: "
+        + ", ".join(f"{k}: {a} -> {b}" for k, a, b in ((k, *v) for k, v in load.items()))
+    )
+    print(f"written: {RESULTS / 'latest.json'} (process logs in {logdir})")
     return 1 if errors else 0
 
 

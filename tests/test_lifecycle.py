@@ -18,9 +18,19 @@ from workbench.settings import Settings
 from .conftest import PET_STEPS, ROOT, Stack, drain, start_stack, wait_until
 
 sys.path.insert(0, str(ROOT / "steps"))
-from pets import lifecycle  # noqa: E402
+from pets import lifecycle
 
-STATUSES = ["new", "in_quarantine", "healthy", "available", "pending", "adopted", "ill", "under_treatment", "recovered"]
+STATUSES = [
+    "new",
+    "in_quarantine",
+    "healthy",
+    "available",
+    "pending",
+    "adopted",
+    "ill",
+    "under_treatment",
+    "recovered",
+]
 
 # DESIGN.md §3, written out again here on purpose: the rules' own table must match it.
 ALLOWED = {
@@ -54,7 +64,8 @@ async def test_every_requested_change_is_applied_exactly_when_a_rule_allows_it(
         await runtime.state.set("pets", str(i), pet)
     for i, (current, requested) in enumerate(pairs):
         await runtime.emit_new_trace(
-            "pet.status.update.requested", {"petId": str(i), "currentStatus": current, "requestedStatus": requested}
+            "pet.status.update.requested",
+            {"petId": str(i), "currentStatus": current, "requestedStatus": requested},
         )
     await drain(settings, registry)
     pets = await runtime.state.get_group("pets")
@@ -84,13 +95,17 @@ def test_the_whole_path_through_the_api_with_a_real_worker(stack: Stack) -> None
         wait_until(lambda: status(client, pid) == "in_quarantine", message="quarantine after the reminder")
         answer = request(client, pid, "healthy")
         assert answer["currentStatus"] == "in_quarantine" and answer["requestedStatus"] == "healthy"
-        wait_until(lambda: status(client, pid) == "available", message="healthy, then available automatically")
+        wait_until(
+            lambda: status(client, pid) == "available", message="healthy, then available automatically"
+        )
         request(client, pid, "pending")
         wait_until(lambda: status(client, pid) == "pending")
         trace_id = client.put(f"/pets/{pid}", json={"status": "adopted"}).headers["x-trace-id"]
         wait_until(lambda: status(client, pid) == "adopted")
         trace = wait_until(
-            lambda: (t := client.get(f"/_workbench/api/traces/{trace_id}").json())["status"] == "completed" and t
+            lambda: (
+                (t := client.get(f"/_workbench/api/traces/{trace_id}").json())["status"] == "completed" and t
+            )
         )
         orchestrator = next(s for s in trace["spanList"] if s["step"] == "PetLifecycleOrchestrator")
         applied = [e for e in orchestrator["events"] if e["kind"] == "log"]
@@ -100,15 +115,19 @@ def test_the_whole_path_through_the_api_with_a_real_worker(stack: Stack) -> None
         # a request no rule allows is rejected with its reason, and the pet is unchanged
         trace_id = client.put(f"/pets/{pid}", json={"status": "available"}).headers["x-trace-id"]
         trace = wait_until(
-            lambda: (t := client.get(f"/_workbench/api/traces/{trace_id}").json())["status"] == "completed" and t
+            lambda: (
+                (t := client.get(f"/_workbench/api/traces/{trace_id}").json())["status"] == "completed" and t
+            )
         )
         orchestrator = next(s for s in trace["spanList"] if s["step"] == "PetLifecycleOrchestrator")
-        rejected = [e for e in orchestrator["events"] if e["kind"] == "log"][0]
+        rejected = next(e for e in orchestrator["events"] if e["kind"] == "log")
         assert rejected["message"] == "Transition rejected" and rejected["level"] == "warning"
         assert rejected["fields"]["reason"] == "cannot change from adopted to available"
         assert status(client, pid) == "adopted"
         # the healthy request's trace shows both the requested and the automatic transition
-        logs = client.get("/_workbench/api/logs", params={"step": "PetLifecycleOrchestrator", "limit": 50}).json()
+        logs = client.get(
+            "/_workbench/api/logs", params={"step": "PetLifecycleOrchestrator", "limit": 50}
+        ).json()
         moves = [(x["fields"].get("fromStatus"), x["fields"].get("toStatus"), x["fields"].get("kind"))
                  for x in reversed(logs["logs"]) if x["message"] == "Transition applied"]  # fmt: skip
         assert moves == [
@@ -136,7 +155,10 @@ def test_concurrent_conflicting_requests_end_in_one_consistent_state(
                 client.put(f"/pets/{i}", json={"status": "pending"})
                 client.put(f"/pets/{i}", json={"status": "ill"})
             wait_until(
-                lambda: len(client.get("/_workbench/api/traces", params={"status": "running"}).json()["traces"]) == 0,
+                lambda: (
+                    len(client.get("/_workbench/api/traces", params={"status": "running"}).json()["traces"])
+                    == 0
+                ),
                 30,
                 message="all requests processed",
             )
@@ -146,7 +168,9 @@ def test_concurrent_conflicting_requests_end_in_one_consistent_state(
         final = {k: json.loads(v)["status"] for k, v in sync_redis.hgetall("wb:state:pets").items()}
         for i in range(n):
             mine = [x for x in logs if x["fields"].get("petId") == str(i)]
-            requested = [x for x in mine if x["message"] == "Transition applied" and x["fields"]["kind"] == "requested"]
+            requested = [
+                x for x in mine if x["message"] == "Transition applied" and x["fields"]["kind"] == "requested"
+            ]
             rejected = [x for x in mine if x["message"] == "Transition rejected"]
             assert len(requested) == 1 and len(rejected) == 1, (i, mine)
             winner = requested[0]["fields"]["toStatus"]

@@ -31,7 +31,7 @@ from uuid import uuid4
 
 import msgspec
 from arq.connections import ArqRedis, RedisSettings
-from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
+from arq.constants import in_progress_key_prefix, job_key_prefix
 from arq.jobs import serialize_job
 from arq.worker import Retry, Worker, func
 from redis.asyncio import Redis
@@ -45,6 +45,7 @@ log = logging.getLogger("workbench.queue")
 
 QUEUE = keys.PREFIX + "queue"
 WAKE_CHANNEL = keys.PREFIX + "wake"
+INTERRUPTS = keys.PREFIX + "interrupts:"  # + job id: runs stopped by a graceful shutdown
 JOB_FUNCTION = "workbench.step"
 JOB_EXPIRES_MS = 7 * 24 * 3600 * 1000  # a queued job not started within a week is dropped by Redis
 
@@ -97,8 +98,13 @@ JobRunner = Callable[[dict[str, Any], "JobInfo"], Awaitable[float | None]]
 
 class JobInfo(msgspec.Struct):
     job_id: str
-    try_number: int  # 1 for the first run of this job id; crashes and retries count up
+    try_number: int  # 1 for the first run of this job id; every run counts up (retries, crashes, stops)
     ready_at: int  # ms at which the job became due (enqueue time, retry time or cron tick)
+    interrupted: int = 0  # earlier runs stopped by a graceful shutdown (they are not attempts)
+
+    @property
+    def attempt(self) -> int:
+        return self.try_number - self.interrupted
 
 
 class StepWorker(Worker):
@@ -114,14 +120,19 @@ class StepWorker(Worker):
         **kwargs: Any,
     ) -> None:
         async def step_job(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
-            info = JobInfo(job_id=ctx["job_id"], try_number=ctx["job_try"], ready_at=int(ctx["score"]))
+            job_id, run = ctx["job_id"], ctx["job_try"]
+            interrupted = int(await self.pool.get(INTERRUPTS + job_id) or 0) if run > 1 else 0
+            info = JobInfo(job_id=job_id, try_number=run, ready_at=int(ctx["score"]), interrupted=interrupted)
             try:
                 delay = await run_job(payload, info)
             except asyncio.CancelledError:
-                # stopped by a graceful shutdown: the job goes back to the queue and this try
+                # stopped by a graceful shutdown: the job goes back to the queue, and this run
                 # does not count against its attempts
                 with contextlib.suppress(RedisError, OSError):
-                    await asyncio.shield(self.pool.decr(retry_key_prefix + info.job_id))
+                    async with self.pool.pipeline(transaction=True) as pipe:
+                        pipe.incr(INTERRUPTS + job_id)
+                        pipe.expire(INTERRUPTS + job_id, 86_400)
+                        await asyncio.shield(pipe.execute())
                 raise
             if delay is not None:
                 raise Retry(defer=delay)

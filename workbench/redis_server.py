@@ -57,14 +57,18 @@ class RedisServer:
     binary: str = field(default_factory=server_binary)
     process: subprocess.Popen[bytes] | None = None
     dir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="workbench-redis-"))
+    persist: bool = False  # append-only file, fsync'd on every write: survives a restart
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> RedisServer:
+        durability = (
+            ["--appendonly", "yes", "--appendfsync", "always"] if self.persist else ["--appendonly", "no"]
+        )
         args = [
-            self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *durability,
             "--dir", self.dir, "--daemonize", "no", "--loglevel", "warning",
         ]  # fmt: skip
         kwargs: dict[str, object] = {}
@@ -82,7 +86,7 @@ class RedisServer:
         self.stop()
         raise RuntimeError(f"redis-server did not answer on port {self.port} within {timeout}s")
 
-    def stop(self) -> None:
+    def stop(self, keep_data: bool = False) -> None:
         if self.process and self.process.poll() is None:
             self.process.terminate()
             try:
@@ -92,7 +96,8 @@ class RedisServer:
                 self.process.wait()
         if self.process and self.process.stderr:
             self.process.stderr.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if not keep_data:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def _die_with_parent() -> None:

@@ -204,7 +204,7 @@ class Runtime:
         step = self.registry.get(payload["step"])
         trace_id = payload["traceId"]
         base = int(payload.get("attemptBase") or 0)  # attempts made before a dead letter was retried
-        attempt = base + info.try_number
+        attempt = base + info.attempt
         if not isinstance(step, (EventStep, CronStep)):
             await self.dead_letters.add(payload, info, attempt, {"type": "UnknownStep",
                                         "message": f"no background step named {payload['step']!r}",
@@ -212,9 +212,9 @@ class Runtime:
             self.recorder.adjust_trace(trace_id, open_delta=-1, failed_delta=1)
             return None
         if info.try_number > 1:
-            await self._mark_lost(trace_id, info.job_id, attempt - 1)
+            await self._mark_lost(trace_id, f"{info.job_id}:{info.try_number - 1}")
         span = Span(
-            id=f"{info.job_id}:{attempt}",
+            id=f"{info.job_id}:{info.try_number}",  # one span per run of the job
             trace_id=trace_id,
             step=step.name,
             kind=step.kind,
@@ -300,9 +300,9 @@ class Runtime:
         await self.dead_letters.add(payload, info, attempt, error)
         return None
 
-    async def _mark_lost(self, trace_id: str, job_id: str, attempt: int) -> None:
-        """The attempt before this one never finished: its worker died. Say so in its span."""
-        previous = await self.store.get_span(trace_id, f"{job_id}:{attempt}")
+    async def _mark_lost(self, trace_id: str, span_id: str) -> None:
+        """The run before this one never finished: its worker died. Say so in its span."""
+        previous = await self.store.get_span(trace_id, span_id)
         if previous is None or previous.get("status") != "running":
             return
         previous.update(

@@ -10,6 +10,7 @@ from typing import Any
 
 import anyio
 from litestar import Litestar, Request, Response
+from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.static_files import create_static_files_router
@@ -38,6 +39,26 @@ def redis_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Respon
         status_code=503,
         headers={"retry-after": "1"},
     )
+
+
+def client_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    """4xx answers of the steps' API share the steps' own error shape, `{"error": ...}`, naming the
+    fields at fault; the workbench's routes keep Litestar's `{"status_code", "detail"}`."""
+    headers = dict(exc.headers or {})
+    if request.url.path.startswith("/_workbench"):
+        body: dict[str, Any] = {"status_code": exc.status_code, "detail": exc.detail}
+        if exc.extra:
+            body["extra"] = exc.extra
+        return Response(body, status_code=exc.status_code, headers=headers)
+    fields = []
+    for item in exc.extra if isinstance(exc.extra, list) else []:
+        if isinstance(item, dict):
+            key = str(item.get("key", ""))
+            field = "body" if key == "data" else key
+            message = str(item.get("message", ""))
+            fields.append({"field": field, "message": "required" if message == f"'{key}'" else message})
+    error = "; ".join(f"{f['field']}: {f['message']}" for f in fields) if fields else exc.detail
+    return Response({"error": error, "fields": fields}, status_code=exc.status_code, headers=headers)
 
 
 def create_app(settings: Settings, registry: Registry, runtime: Runtime | None = None) -> Litestar:
@@ -73,7 +94,11 @@ def create_app(settings: Settings, registry: Registry, runtime: Runtime | None =
     app = Litestar(
         route_handlers=route_handlers,
         lifespan=[lifespan],
-        exception_handlers={RedisError: redis_unavailable, ConnectionError: redis_unavailable},
+        exception_handlers={
+            RedisError: redis_unavailable,
+            ConnectionError: redis_unavailable,
+            HTTPException: client_error,
+        },
         openapi_config=OpenAPIConfig(
             title=f"{settings.app_name} API",
             version="1.0.0",
