@@ -27,7 +27,7 @@ from ..tracing.feed import FeedRecord
 from ..tracing.store import LEVELS
 from . import views
 from .stream import serve_feed
-from .workbench_api import cron_json, step_json
+from .workbench_api import cron_json, fresh, step_json
 
 Text = Annotated[str | None, QueryParameter(max_length=200)]
 Cursor = Annotated[str | None, QueryParameter(max_length=200, pattern=r"^[0-9A-Za-z:\-]*$")]
@@ -144,7 +144,7 @@ async def root() -> Redirect:
 
 @get(["/_workbench", "/_workbench/"], include_in_schema=False)
 async def home(request: Request[Any, Any, Any]) -> Template:
-    runtime = _rt(request)
+    runtime = await fresh(request)
     featured = _featured_form(runtime.registry)
     recent, _ = await runtime.store.list_traces(limit=12)
     log_rows, _ = await runtime.store.list_logs(limit=20)
@@ -217,7 +217,7 @@ async def traces(
     q: Text = None,
     cursor: Cursor = None,
 ) -> Template:
-    runtime = _rt(request)
+    runtime = await fresh(request)
     rows, nxt = await runtime.store.list_traces(status=status, step=step, q=q, cursor=cursor, limit=50)
     filters = {"status": status or "", "step": step or "", "q": q or ""}
     return _page(
@@ -249,7 +249,7 @@ def _waterfall_context(trace: dict[str, Any], selected: str | None) -> dict[str,
 
 @get("/_workbench/traces/{trace_id:str}", include_in_schema=False)
 async def trace_page(request: Request[Any, Any, Any], trace_id: FromPath[str], span: Text = None) -> Template:
-    runtime = _rt(request)
+    runtime = await fresh(request)
     trace = await _trace_or_404(runtime, trace_id)
     return _page(
         "trace.html",
@@ -264,7 +264,7 @@ async def trace_page(request: Request[Any, Any, Any], trace_id: FromPath[str], s
 async def trace_waterfall(
     request: Request[Any, Any, Any], trace_id: FromPath[str], span: Text = None
 ) -> Template:
-    trace = await _trace_or_404(_rt(request), trace_id)
+    trace = await _trace_or_404(await fresh(request), trace_id)
     return Template(template_name="partials/waterfall.html", context=_waterfall_context(trace, span))
 
 
@@ -288,7 +288,7 @@ async def logs(
     q: Text = None,
     cursor: Cursor = None,
 ) -> Template:
-    runtime = _rt(request)
+    runtime = await fresh(request)
     rows, nxt = await runtime.store.list_logs(
         level=level, step=step, trace_id=trace_id, q=q, cursor=cursor, limit=100
     )

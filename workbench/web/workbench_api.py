@@ -73,6 +73,14 @@ def _runtime(request: Request[Any, Any, Any]) -> Runtime:
     return runtime
 
 
+async def fresh(request: Request[Any, Any, Any]) -> Runtime:
+    """The runtime, after this process's buffered records are written: read-your-writes for a
+    client that asks for a trace right after the response that started it."""
+    runtime = _runtime(request)
+    await runtime.recorder.flush()
+    return runtime
+
+
 async def _json_body(request: Request[Any, Any, Any]) -> Any:
     raw = await request.body()
     try:
@@ -118,14 +126,14 @@ class WorkbenchApi(Controller):
     ) -> dict[str, Any]:
         if cursor and ":" not in cursor:
             raise HTTPException(status_code=400, detail="cursor: not a cursor returned by this API")
-        rows, nxt = await _runtime(request).store.list_traces(
+        rows, nxt = await (await fresh(request)).store.list_traces(
             status=status, step=step, entry=entry, q=q, since=since, until=until, limit=limit, cursor=cursor
         )
         return {"traces": rows, "cursor": nxt}
 
     @get("/traces/{trace_id:str}")
     async def trace(self, request: Request[Any, Any, Any], trace_id: FromPath[str]) -> dict[str, Any]:
-        trace = await _runtime(request).store.get_trace(trace_id)
+        trace = await (await fresh(request)).store.get_trace(trace_id)
         if trace is None:
             raise NotFoundException(f"no trace {trace_id}")
         return trace
@@ -141,7 +149,7 @@ class WorkbenchApi(Controller):
         limit: Limit = 100,
         cursor: Cursor = None,
     ) -> dict[str, Any]:
-        rows, nxt = await _runtime(request).store.list_logs(
+        rows, nxt = await (await fresh(request)).store.list_logs(
             trace_id=trace_id, step=step, level=level, q=q, limit=limit, cursor=cursor
         )
         return {"logs": rows, "cursor": nxt}
