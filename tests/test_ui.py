@@ -68,12 +68,17 @@ class UI:
 
     page: Page
     base: str
+    name: str  # screenshots: artifacts/screenshots/<name>[-<label>].png
     errors: list[str] = field(default_factory=list)
     allowed_confirms: list[str] = field(default_factory=list)  # message prefixes accepted once each
     accepted: list[str] = field(default_factory=list)
 
     def url(self, path: str) -> str:
         return self.base + path
+
+    def screenshot(self, label: str = "") -> None:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(SCREENSHOTS / f"{self.name}{'-' + label if label else ''}.png"))
 
     def goto(self, path: str) -> None:
         response = self.page.goto(self.url(path))
@@ -114,7 +119,7 @@ def open_ui(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Callab
         options.setdefault("viewport", {"width": 1280, "height": 800})
         context = browser.new_context(**options)
         page = context.new_page()
-        ui = UI(page, base)
+        ui = UI(page, base, request.node.name if not opened else f"{request.node.name}-{len(opened) + 1}")
         page.on("pageerror", lambda exc: ui.errors.append(f"page error on {page.url}: {exc}"))
         page.on("dialog", ui._on_dialog)
         page.on(
@@ -129,12 +134,10 @@ def open_ui(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Callab
         return ui
 
     yield make
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     problems = []
-    for i, (context, ui) in enumerate(opened):
-        suffix = "" if i == 0 else f"-{i + 1}"
+    for context, ui in opened:
         try:
-            ui.page.screenshot(path=str(SCREENSHOTS / f"{request.node.name}{suffix}.png"))
+            ui.screenshot()
         finally:
             problems += ui.errors
             context.close()
@@ -161,16 +164,21 @@ def api_get(stack: Stack, path: str) -> Any:
 
 
 def wait_trace(stack: Stack, trace_id: str, status: str = "completed", timeout: float = 10) -> dict[str, Any]:
-    def done() -> dict[str, Any] | None:
+    last: dict[str, Any] = {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         with stack.client() as c:
             r = c.get(f"/_workbench/api/traces/{trace_id}")
-        if r.status_code != 200:
-            return None
-        trace: dict[str, Any] = r.json()
-        return trace if trace["status"] == status else None
-
-    result: dict[str, Any] = wait_until(done, timeout, 0.1, f"trace {trace_id} {status}")
-    return result
+        if r.status_code == 200:
+            last = r.json()
+            if last["status"] == status:
+                return last
+        time.sleep(0.1)
+    spans = [(s["step"], s["status"]) for s in last.get("spanList", [])]
+    raise AssertionError(
+        f"trace {trace_id} not {status} after {timeout}s: {last.get('status')} {spans}\n"
+        f"worker log tail:\n{stack.workers[0].output()[-1500:]}"
+    )
 
 
 @contextmanager
@@ -614,6 +622,7 @@ def test_dark_and_light_themes_and_narrow_window(stack: Stack, open_ui: Callable
     assert page.evaluate("document.documentElement.scrollWidth") <= 800
 
     # the toggle switches to light, and the choice is remembered
+    dark.screenshot("dark")
     page.get_by_role("button", name="◐").click()
     assert luminance(page.evaluate(body_bg)) > 0.8
     page.reload()
@@ -676,6 +685,14 @@ def test_flow_graph_nodes_edges_and_side_panel(stack: Stack, open_ui: Callable[.
 
     panel.get_by_role("button", name="Close").click()
     expect(panel).not_to_have_class(re.compile(r"\bopen\b"))
+    expect(panel).not_to_be_in_viewport()
+
+    # another node replaces the panel content
+    flow.locator("g.node[data-node=PetLifecycleOrchestrator]").click()
+    expect(panel).to_be_in_viewport()
+    expect(panel.locator("h2")).to_contain_text("PetLifecycleOrchestrator")
+    expect(panel.locator("dl.config")).to_contain_text("pet.status.update.requested")
+    expect(panel.locator(f"a[href^='/_workbench/traces/{trace_id}?span=']")).to_have_count(2)
     ui.assert_not_reloaded()
 
 
@@ -806,3 +823,56 @@ def test_empty_list_message_goes_away_when_live_rows_arrive(stack: Stack, open_u
     expect(log_rows(logs, "Pet created")).to_have_count(1)
     stale = [f"{path}: {empty.inner_text()!r}" for path, empty in empties.items() if empty.is_visible()]
     assert not stale, "the empty-list message stays next to live rows:\n" + "\n".join(stale)
+
+
+def test_no_horizontal_scroll_at_800px_on_any_page(stack: Stack, open_ui: Callable[..., UI]) -> None:
+    _, trace_id = create_pet(stack)
+    wait_trace(stack, trace_id)
+    ui = open_ui(stack.url, viewport={"width": 800, "height": 800})
+    paths = ["/", f"/_workbench/traces/{trace_id}"] + [
+        f"/_workbench/{name}"
+        for name in ("flows", "endpoints", "traces", "logs", "cron", "state", "emit", "dead-letters")
+    ]
+    too_wide = {}
+    for path in paths:
+        ui.goto(path)
+        width = ui.page.evaluate("document.documentElement.scrollWidth")
+        if width > 800:
+            too_wide[path] = (width, ui.page.evaluate(_WIDER_THAN_VIEWPORT))
+    ui.goto("/_workbench/flows")
+    assert not too_wide, f"pages wider than the 800 px window: {too_wide}"
+
+
+_WIDER_THAN_VIEWPORT = """() => Array.from(document.querySelectorAll('body *'))
+    .filter(e => e.getBoundingClientRect().right > innerWidth + 0.5
+                 && !e.closest('.svg-wrap, pre, table'))
+    .slice(0, 3).map(e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + ' right='
+                          + Math.round(e.getBoundingClientRect().right))"""
+
+
+def test_role_button_elements_work_from_the_keyboard(stack: Stack, open_ui: Callable[..., UI]) -> None:
+    """Flow nodes and waterfall rows are `role=button tabindex=0`: Enter must do what a click does."""
+    _, trace_id = create_pet(stack)
+    wait_trace(stack, trace_id)
+    ui = open_ui(stack.url)
+    page = ui.page
+    failures = []
+
+    ui.goto("/_workbench/flows")
+    node = page.locator("section.flow g.node[data-node=CreatePet]").first
+    node.focus()
+    page.keyboard.press("Enter")
+    try:
+        expect(page.locator("#node-panel h2")).to_contain_text("CreatePet", timeout=2000)
+    except AssertionError:
+        failures.append("flows: Enter on a focused g.node[role=button] does not open #node-panel")
+
+    ui.goto(f"/_workbench/traces/{trace_id}")
+    row = page.locator(".waterfall .wf-row[data-span]", has_text="SetNextFeedingReminder")
+    row.focus()
+    page.keyboard.press("Enter")
+    try:
+        expect(page.locator("#span-detail h2")).to_contain_text("SetNextFeedingReminder", timeout=2000)
+    except AssertionError:
+        failures.append("trace: Enter on a focused .wf-row[role=button] does not select the span")
+    assert not failures, "\n".join(failures)

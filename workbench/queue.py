@@ -93,6 +93,16 @@ async def queue_stats(redis: Redis) -> dict[str, int]:
     return {"ready": int(ready), "deferred": int(deferred)}
 
 
+# Claim a due job in one round trip (arq takes four: WATCH, EXISTS, ZSCORE, MULTI/PSETEX/EXEC).
+# KEYS: in-progress key, queue. ARGV: job id, now ms, lease ms. Returns the job's score, or -1.
+_CLAIM = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
+local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if (not score) or tonumber(score) > tonumber(ARGV[2]) then return -1 end
+redis.call('PSETEX', KEYS[1], ARGV[3], '1')
+return tonumber(score)
+"""
+
 JobRunner = Callable[[dict[str, Any], "JobInfo"], Awaitable[float | None]]
 
 
@@ -159,6 +169,38 @@ class StepWorker(Worker):
         self._heartbeat = heartbeat
         self._slot_free = asyncio.Event()
         self._pubsub: Any = None
+        self._claim: Any = None
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        """arq's start_jobs, with the claim done by one script call per job."""
+        if self._claim is None:
+            self._claim = self.pool.register_script(_CLAIM)
+        for job_id_b in job_ids:
+            await self.sem.acquire()
+            if self.job_counter >= self.max_jobs:
+                self.sem.release()
+                return
+            self.job_counter += 1
+            job_id = job_id_b.decode()
+            lease_ms = int(self.in_progress_timeout_s * 1000)
+            try:
+                score = int(
+                    await self._claim(
+                        keys=[in_progress_key_prefix + job_id, self.queue_name],
+                        args=[job_id, now_ms(), lease_ms],
+                    )
+                )
+            except BaseException:
+                self.job_counter -= 1
+                self.sem.release()
+                raise
+            if score < 0:  # running elsewhere, finished, or deferred meanwhile
+                self.job_counter -= 1
+                self.sem.release()
+                continue
+            task = self.loop.create_task(self.run_job(job_id, score))
+            task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+            self.tasks[job_id] = task
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()

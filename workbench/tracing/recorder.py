@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from ..ids import now_ms
 from .records import Event, Span, cap_payload
@@ -97,18 +97,45 @@ class Recorder:
             if not self._pending:
                 self._idle.set()
                 return
-            async with self.redis.pipeline(transaction=False) as pipe:
-                ops = self.drain_into(pipe)
-                try:
-                    await pipe.execute()
-                except BaseException:
-                    self._pending[:0] = ops  # keep them, in order, for the next try
-                    if len(self._pending) > 100_000:
-                        self.dropped += len(self._pending) - 100_000
-                        del self._pending[: len(self._pending) - 100_000]
-                    raise
+            await self._execute(lambda pipe: None)
             if not self._pending:
                 self._idle.set()
+
+    async def _execute(self, build: Callable[[Pipeline], None]) -> list[Any]:
+        """One round trip: the queued records, then `build`'s commands. Records that fail are kept."""
+        try:
+            await self.store.ensure_scripts()
+        except BaseException:
+            self.store.forget_scripts()
+            raise
+        async with self.redis.pipeline(transaction=False) as pipe:
+            ops = self.drain_into(pipe)
+            build(pipe)
+            try:
+                results: list[Any] = await pipe.execute(raise_on_error=False)
+            except BaseException:
+                self.store.forget_scripts()  # a Redis that restarted has forgotten them
+                self._requeue(ops)
+                raise
+        unscripted = [op for op, r in zip(ops, results, strict=False) if isinstance(r, NoScriptError)]
+        if unscripted or any(isinstance(r, NoScriptError) for r in results[len(ops) :]):
+            self.store.forget_scripts()
+            self._requeue(unscripted)
+            if len(unscripted) == 0:
+                raise NoScriptError("trace scripts were flushed from Redis; retry")
+        for result in results[: len(ops)]:
+            if isinstance(result, Exception) and not isinstance(result, NoScriptError):
+                log.warning("a trace record was not written: %s", result)
+        for result in results[len(ops) :]:
+            if isinstance(result, Exception):
+                raise result
+        return results[len(ops) :]
+
+    def _requeue(self, ops: list[Op]) -> None:
+        self._pending[:0] = ops  # keep them, in order, for the next try
+        if len(self._pending) > 100_000:
+            self.dropped += len(self._pending) - 100_000
+            del self._pending[: len(self._pending) - 100_000]
 
     def drain_into(self, pipe: Pipeline) -> list[Op]:
         ops, self._pending = self._pending, []
@@ -119,15 +146,7 @@ class Recorder:
     async def run_with_records(self, build: Callable[[Pipeline], None]) -> list[Any]:
         """Run `build`'s commands after every record queued so far, in one round trip (causal order)."""
         async with self._lock:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                ops = self.drain_into(pipe)
-                build(pipe)
-                try:
-                    results: list[Any] = await pipe.execute()
-                except BaseException:
-                    self._pending[:0] = ops
-                    raise
-            return results
+            return await self._execute(build)
 
     # --- record builders ---------------------------------------------------------------------------------
 

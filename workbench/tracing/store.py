@@ -95,8 +95,8 @@ LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 
 
 def _call(pipe: Pipeline, script: Any, keys_: list[str], args: list[Any]) -> None:
-    """Queue a script call on a pipeline (EVALSHA; the pipeline loads the script if Redis lacks it)."""
-    pipe.scripts.add(script)
+    """Queue a script call on a pipeline as a bare EVALSHA. (Registering the script with the pipeline
+    would cost a SCRIPT EXISTS round trip on every execute; `ensure_scripts` loads them once instead.)"""
     pipe.evalsha(script.sha, len(keys_), *keys_, *args)
 
 
@@ -114,6 +114,17 @@ class TraceStore:
         self._span = redis.register_script(SPAN_PUT)
         self._event = redis.register_script(EVENT_ADD)
         self._adjust = redis.register_script(TRACE_ADJUST)
+        self._scripts_loaded = False
+
+    async def ensure_scripts(self) -> None:
+        """Load the Lua scripts into Redis once (again after `forget_scripts`, e.g. a Redis restart)."""
+        if not self._scripts_loaded:
+            for script in (self._open, self._span, self._event, self._adjust):
+                script.sha = await self.redis.script_load(script.script)
+            self._scripts_loaded = True
+
+    def forget_scripts(self) -> None:
+        self._scripts_loaded = False
 
     # --- writes: each adds one script call to a pipeline ------------------------------------------
 
