@@ -33,6 +33,8 @@ def sample(st: Stack, web: Proc, worker: Proc, t: float, sent: int) -> dict[str,
         "web_rss_mb": round(web.rss_mb(), 1),
         "worker_rss_mb": round(worker.rss_mb(), 1),
         "traces": st.redis.zcard("wb:traces"),
+        "queued": st.redis.zcard("wb:queue"),
+        "alive": web.popen.poll() is None and worker.popen.poll() is None,
     }
 
 
@@ -86,14 +88,17 @@ async def run(quick: bool, logdir: Path) -> list[Row]:
     keys = ("redis_mb", "web_rss_mb", "worker_rss_mb")
     is_flat = {k: flat(base[k], end[k]) for k in keys}
     achieved = counts["sent"] / duration
+    died = next((s["t"] for s in samples if not s["alive"]), None)
     text = ", ".join(
         f"{k.removesuffix('_mb').replace('_rss', '')} {base[k]:.0f}->{end[k]:.0f} MB" for k in keys
     )
     data = {"duration_s": duration, "rate_per_s": RATE, "achieved_per_s": round(achieved, 1),
             "retention_traces": RETENTION, "counts": counts, "start_sample": base, "end_sample": end,
             "flat": is_flat, "samples": samples}  # fmt: skip
+    if died is not None:  # a dead process has no RSS: say so instead of reporting memory
+        text = f"a process exited at t~{died:.0f} s (see logs); " + text
     return [
         Row("7", f"soak {duration:.0f} s, {RATE} traces/s (sent {achieved:.0f}/s), retention {RETENTION}",
             text, f"at t={base['t']:.0f} s -> t={end['t']:.0f} s", "flat (end <= start*1.1 + 2 MB)",
-            all(is_flat.values()) and counts["errors"] == 0, data),
+            all(is_flat.values()) and counts["errors"] == 0 and died is None, data),
     ]  # fmt: skip
