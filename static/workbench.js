@@ -177,6 +177,11 @@
     }
   };
 
+  // while a trace runs its bars keep growing, even when no record arrives
+  window.wbTraceRunning = function () {
+    return !!document.querySelector(".trace-head .pill.running");
+  };
+
   window.wbSelectedSpan = function () {
     var row = document.querySelector(".wf-row.selected");
     return row ? row.dataset.span : "";

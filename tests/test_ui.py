@@ -673,7 +673,7 @@ def test_flow_graph_nodes_edges_and_side_panel(stack: Stack, open_ui: Callable[.
     panel = page.locator("#node-panel")
     flow.locator("g.node[data-node=SetNextFeedingReminder]").click()
     expect(panel).to_have_class(re.compile(r"\bopen\b"))
-    expect(panel).to_be_in_viewport()
+    expect(panel).to_be_in_viewport(ratio=1)
     expect(panel.locator("h2")).to_contain_text("SetNextFeedingReminder")
     config = panel.locator("dl.config")
     expect(config).to_contain_text("feeding.reminder.enqueued")
@@ -689,7 +689,7 @@ def test_flow_graph_nodes_edges_and_side_panel(stack: Stack, open_ui: Callable[.
 
     # another node replaces the panel content
     flow.locator("g.node[data-node=PetLifecycleOrchestrator]").click()
-    expect(panel).to_be_in_viewport()
+    expect(panel).to_be_in_viewport(ratio=1)
     expect(panel.locator("h2")).to_contain_text("PetLifecycleOrchestrator")
     expect(panel.locator("dl.config")).to_contain_text("pet.status.update.requested")
     expect(panel.locator(f"a[href^='/_workbench/traces/{trace_id}?span=']")).to_have_count(2)
