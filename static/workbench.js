@@ -2,6 +2,23 @@
 (function () {
   "use strict";
 
+  // 4xx answers carry a message to show in place (htmx 2 swaps only 2xx by default)
+  htmx.config.responseHandling = [
+    { code: "204", swap: false },
+    { code: "[23]..", swap: true },
+    { code: "4..", swap: true, error: false },
+    { code: "...", swap: false, error: true },
+  ];
+
+  // elements marked role=button answer Enter and Space like a click
+  document.addEventListener("keydown", function (evt) {
+    var el = evt.target;
+    if ((evt.key === "Enter" || evt.key === " ") && el.matches && el.matches("[role=button]")) {
+      evt.preventDefault();
+      el.dispatchEvent(new MouseEvent("click", { bubbles: true }));
+    }
+  });
+
   // --- live lists: upsert rows by id, newest first, batched once per frame, capped -----------------
   var pending = new Map();   // tbody element -> [html, ...]
   var scheduled = false;

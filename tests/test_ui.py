@@ -192,10 +192,6 @@ def worker_paused(stack: Stack) -> Iterator[None]:
         popen.send_signal(signal.SIGCONT)
 
 
-def resume_worker(stack: Stack) -> None:
-    stack.workers[0].popen.send_signal(signal.SIGCONT)
-
-
 def log_rows(ui: UI, text: str | None = None) -> Locator:
     rows = ui.page.locator("#log-list > tr")
     return rows.filter(has_text=text) if text else rows
@@ -212,7 +208,7 @@ def expect_live(ui: UI, timeout: float = 10_000) -> None:
     expect(ui.page.locator("#live-indicator .label")).to_have_text("live", timeout=timeout)
 
 
-def feed_log_count(redis: SyncRedis, message: str) -> int:
+def stored_log_count(redis: SyncRedis, message: str) -> int:
     return sum(1 for _id, fields in redis.xrange(keys.LOGS) if json.loads(fields["d"])["message"] == message)
 
 
@@ -472,7 +468,7 @@ def test_live_feed_resumes_after_web_restart_without_gaps(
     for proc in procs:
         out, _ = proc.communicate(timeout=30)
         assert proc.returncode == 0, out.decode()
-    wait_until(lambda: feed_log_count(sync_redis, setting) == 1 + emits, 10, message="the worker's logs")
+    wait_until(lambda: stored_log_count(sync_redis, setting) == 1 + emits, 10, message="the worker's logs")
 
     stack.restart_web()
     expect_live(ui, timeout=20_000)

@@ -12,6 +12,8 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from ..ids import new_id
+
 SpanStatus = Literal["running", "completed", "failed", "timed_out", "lost", "interrupted"]
 TraceStatus = Literal["running", "completed", "failed"]
 FINISHED = ("completed", "failed", "timed_out", "lost", "interrupted")
@@ -65,9 +67,11 @@ class Event:
     span_id: str
     step: str
     data: dict[str, Any] = field(default_factory=dict)
+    id: str = field(default_factory=new_id)  # stable: the same row in a page render and a live update
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "id": self.id,
             "kind": self.kind,
             "ts": self.ts,
             "traceId": self.trace_id,

@@ -311,8 +311,6 @@ class TraceStore:
             start = int(cursor) if cursor and cursor.isdigit() else 0
             page = lines[start : start + limit]
             more = start + limit < len(lines)
-            for i, line in enumerate(page):
-                line["id"] = str(start + i)
             return page, (str(start + limit) if more else None)
 
         found: list[dict[str, Any]] = []
@@ -324,15 +322,13 @@ class TraceStore:
                 return found, None
             for entry_id, fields in entries:
                 scanned += 1
-                max_id = f"({entry_id}"
+                max_id = f"({entry_id}"  # the cursor: a position in the log stream
                 event = json.loads(fields["d"])
                 if keep(event):
-                    event["id"] = entry_id
                     found.append(event)
                     if len(found) == limit:
                         break
-        last_id = found[-1]["id"] if len(found) == limit else max_id[1:]
-        return found, last_id
+        return found, max_id[1:]
 
     # --- retention -----------------------------------------------------------------------------------
 
