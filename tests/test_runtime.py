@@ -57,6 +57,17 @@ async def test_a_handler_error_is_a_500_with_the_trace_and_a_failed_trace(
         assert trace["status"] == "failed" and trace["spanList"][0]["error"]["type"] == kind
 
 
+async def test_a_handler_raising_an_http_error_answers_it_and_closes_its_span(
+    client: AsyncTestClient[Any],
+) -> None:
+    r = await client.get("/guarded")
+    assert r.status_code == 401 and r.json()["error"] == "no entry"
+    trace = (await client.get("/_workbench/api/traces?entry=Guarded")).json()["traces"][0]
+    assert trace["status"] == "completed"  # a 4xx is an answer, not a failure; the span is closed
+    full = (await client.get(f"/_workbench/api/traces/{trace['id']}")).json()
+    assert full["spanList"][0]["http"]["status"] == 401 and full["spanList"][0]["status"] == "completed"
+
+
 async def test_emitting_an_undeclared_topic_says_which_and_what_is_declared(
     client: AsyncTestClient[Any],
 ) -> None:

@@ -89,7 +89,11 @@ def build_route(step: ApiStep, runtime: Runtime) -> HTTPRouteHandler:
             span.http = {**(span.http or {}), "status": 503}
             runtime.recorder.span(span, open_delta=-1, failed_delta=1, error_delta=1)
             raise
-        except HTTPException:
+        except HTTPException as exc:  # a handler may raise Litestar's own HTTP errors
+            failed = 1 if exc.status_code >= 500 else 0
+            span.status, span.finished_at = ("failed" if failed else "completed"), now_ms()
+            span.http = {**(span.http or {}), "status": exc.status_code}
+            runtime.recorder.span(span, open_delta=-1, failed_delta=failed, error_delta=failed)
             raise
         except Exception as exc:
             logging.getLogger(f"steps.{step.name}").exception("Unhandled error in %s", step.name)
