@@ -4,13 +4,15 @@
 and one log line) with WORKBENCH_RETENTION_TRACES=2000. Every 5 s: Redis `used_memory`, and the
 VmRSS of the web and worker processes. "Start" is the first sample once retention is trimming
 (a quarter of the way in, at least 20 s, at most half way); memory counts as flat when the end
-is within 10% + 2 MB of the start.
+is within 10% + 2 MB of the start, for all three, with both processes alive throughout (request
+errors, e.g. timeouts on an overloaded machine, are reported but do not decide it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,7 @@ async def run(quick: bool, logdir: Path) -> list[Row]:
         worker = st.workers(BENCH_STEPS, WORKBENCH_RETENTION_TRACES=RETENTION)[0]
         samples: list[dict[str, Any]] = []
         counts = {"sent": 0, "ok": 0, "errors": 0, "skipped": 0}
+        error_kinds: Counter[str] = Counter()
         slots = asyncio.Semaphore(IN_FLIGHT)
         limits = httpx.Limits(max_connections=IN_FLIGHT)
         async with httpx.AsyncClient(base_url=url, timeout=10, limits=limits) as client:
@@ -57,8 +60,11 @@ async def run(quick: bool, logdir: Path) -> list[Row]:
                 try:
                     response = await client.post("/bench/soak", json={"n": n})
                     counts["ok" if response.status_code == 202 else "errors"] += 1
-                except httpx.HTTPError:
+                    if response.status_code != 202:
+                        error_kinds[f"HTTP {response.status_code}"] += 1
+                except httpx.HTTPError as exc:
                     counts["errors"] += 1
+                    error_kinds[type(exc).__name__] += 1
                 finally:
                     slots.release()
 
@@ -94,11 +100,14 @@ async def run(quick: bool, logdir: Path) -> list[Row]:
     )
     data = {"duration_s": duration, "rate_per_s": RATE, "achieved_per_s": round(achieved, 1),
             "retention_traces": RETENTION, "counts": counts, "start_sample": base, "end_sample": end,
-            "flat": is_flat, "samples": samples}  # fmt: skip
+            "flat": is_flat, "error_kinds": error_kinds, "samples": samples}  # fmt: skip
+    if counts["errors"]:
+        kinds = ", ".join(f"{k} x{v}" for k, v in error_kinds.items())
+        text += f"; {counts['errors']} request errors ({kinds})"
     if died is not None:  # a dead process has no RSS: say so instead of reporting memory
         text = f"a process exited at t~{died:.0f} s (see logs); " + text
     return [
         Row("7", f"soak {duration:.0f} s, {RATE} traces/s (sent {achieved:.0f}/s), retention {RETENTION}",
             text, f"at t={base['t']:.0f} s -> t={end['t']:.0f} s", "flat (end <= start*1.1 + 2 MB)",
-            all(is_flat.values()) and counts["errors"] == 0 and died is None, data),
+            all(is_flat.values()) and died is None, data),
     ]  # fmt: skip

@@ -30,6 +30,7 @@ async def fill(url: str, n: int) -> float:
     now = int(time.time() * 1000)
     t0 = time.perf_counter()
     try:
+        await store.ensure_scripts()  # writes are bare EVALSHAs: the scripts must be loaded first
         for first in range(0, n, 1000):
             async with redis.pipeline(transaction=False) as pipe:
                 for i in range(first, min(n, first + 1000)):
