@@ -282,3 +282,13 @@ def test_a_running_trace_is_readable_while_it_runs(redis_url: str, tmp_path: Any
             assert "slow start" in logs_of(span)
     finally:
         lab.stop()
+
+
+def test_span_json_has_every_field_in_camel_case() -> None:
+    from dataclasses import fields
+
+    from workbench.tracing.records import Span
+
+    span = Span(id="s", trace_id="t", step="S", kind="event")
+    camel = {f.name.split("_")[0] + "".join(p.title() for p in f.name.split("_")[1:]) for f in fields(Span)}
+    assert set(span.to_json()) == camel

@@ -26,7 +26,7 @@ from .state import State
 from .steps import CronStep, EventStep, Step
 from .tracing.recorder import Recorder, SpanScope, current_scope, install_span_capture
 from .tracing.records import Span, error_info
-from .tracing.store import TraceStore
+from .tracing.store import TraceStore, adjust_record, span_record
 
 log = logging.getLogger("workbench.runtime")
 
@@ -58,7 +58,13 @@ class Runtime:
         self.store = TraceStore(
             self.redis, feed_maxlen=settings.feed_maxlen, logs_maxlen=settings.logs_maxlen
         )
-        self.recorder = Recorder(self.store, enabled=settings.tracing, payload_cap=settings.payload_cap)
+        self.recorder = Recorder(
+            self.store,
+            enabled=settings.tracing,
+            payload_cap=settings.payload_cap,
+            # a worker lets records of concurrent jobs gather for 2 ms: one write for many jobs
+            batch_window_s=0.002 if settings.mode == "worker" else 0.0,
+        )
         self.state = State(self.redis)
         self.dead_letters = DeadLetters(self)
         self._next_cron: dict[str, datetime] = {}
@@ -121,6 +127,8 @@ class Runtime:
         subscribers = self.registry.subscribers_of(topic)
         job_ids = [queue.new_job_id() for _ in subscribers]
         scope.emit(topic, data, [s.name for s in subscribers])
+        if subscribers:  # written in the same round trip as the jobs, just before them
+            self.recorder.add_raw(adjust_record(scope.trace_id, open_delta=len(subscribers)))
 
         def build(pipe: Pipeline) -> None:
             for step, job_id in zip(subscribers, job_ids, strict=True):
@@ -133,8 +141,6 @@ class Runtime:
                 }
                 queue.add_job(pipe, payload, job_id=job_id)
             if subscribers:
-                if self.recorder.enabled:
-                    self.store.adjust_trace(pipe, scope.trace_id, open_delta=len(subscribers))
                 queue.add_wake(pipe)
 
         await self.recorder.run_with_records(build)
@@ -188,10 +194,10 @@ class Runtime:
                 start=run_at_ms or now_ms(),
             )
 
+        self.recorder.add_raw(adjust_record(trace_id, open_delta=1))
+
         def build(pipe: Pipeline) -> None:
             queue.add_job(pipe, payload, job_id=job_id, run_at_ms=run_at_ms)
-            if self.recorder.enabled:
-                self.store.adjust_trace(pipe, trace_id, open_delta=1)
             queue.add_wake(pipe)
 
         await self.recorder.run_with_records(build)
@@ -314,7 +320,7 @@ class Runtime:
                 "traceback": "",
             },
         )
-        self.recorder.add(lambda p: self.store.put_span(p, previous, error_delta=1))
+        self.recorder.add_raw(span_record(previous, error_delta=1))
 
     # --- worker heartbeat: cron ticks and liveness --------------------------------------------------
 

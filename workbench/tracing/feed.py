@@ -60,8 +60,11 @@ class FeedHub:
         self.redis = redis
         self.subscribers: set[Subscriber] = set()
         self._task: asyncio.Task[None] | None = None
-        self.connected = asyncio.Event()
         self.closing = False
+        # the reader runs only while someone listens: a web process with no open workbench reads nothing
+        self._active = asyncio.Event()
+        self._position = "0-0"
+        self._epoch = 0
 
     async def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._read(), name="workbench-feed")
@@ -85,29 +88,40 @@ class FeedHub:
 
     def unsubscribe(self, sub: Subscriber) -> None:
         self.subscribers.discard(sub)
+        if not self.subscribers:
+            self._active.clear()
+
+    async def _ensure_reading(self) -> None:
+        """Start the reader from the stream's newest entry, before a new listener replays anything,
+        so that replay and live reading overlap (deduplicated) rather than leave a gap."""
+        if self._active.is_set():
+            return
+        newest = await self.redis.xrevrange(keys.FEED, count=1)
+        if not self._active.is_set():
+            self._position = newest[0][0] if newest else "0-0"
+            self._epoch += 1
+            self._active.set()
 
     async def _read(self) -> None:
-        last = "$"
         backoff = 0.1
         while not self.closing:
+            await self._active.wait()
+            epoch, last = self._epoch, self._position
             try:
-                if last == "$":
-                    newest = await self.redis.xrevrange(keys.FEED, count=1)
-                    last = newest[0][0] if newest else "0-0"
-                self.connected.set()
                 result = await self.redis.xread({keys.FEED: last}, block=500, count=1000)
                 backoff = 0.1
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
-                self.connected.clear()
                 log.warning("live feed: Redis unreachable (%s); retrying in %.1fs", exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
+            if epoch != self._epoch:
+                continue  # the reader was restarted from a newer position meanwhile
             for _stream, entries in result or ():
                 for entry in entries:
-                    last = entry[0]
+                    self._position = entry[0]
                     for sub in list(self.subscribers):
                         if sub.overflowed:
                             continue
@@ -137,6 +151,7 @@ class FeedHub:
         """Every record after `last_event_id` (or from now on), live, in stream order, once each."""
         sub = self.subscribe()
         try:
+            await self._ensure_reading()
             seen: StreamId | None = parse_id(last_event_id) if last_event_id else None
             if seen is not None and last_event_id:
                 async for record in self.replay(last_event_id):
@@ -149,6 +164,7 @@ class FeedHub:
                         return
                     self.unsubscribe(sub)
                     sub = self.subscribe()
+                    await self._ensure_reading()
                     if seen is not None:
                         async for record in self.replay(f"{seen[0]}-{seen[1]}"):
                             seen = parse_id(record.id)

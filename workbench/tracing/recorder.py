@@ -28,24 +28,24 @@ from redis.exceptions import NoScriptError, RedisError
 
 from ..ids import now_ms
 from .records import Event, Span, cap_payload
-from .store import TraceStore
+from .store import Record, TraceStore, adjust_record, event_record, span_record, trace_record
 
 log = logging.getLogger("workbench.recorder")
 
-Op = Callable[[Pipeline], None]
-
 
 class Recorder:
-    def __init__(self, store: TraceStore, *, enabled: bool = True, payload_cap: int = 4096) -> None:
+    def __init__(
+        self, store: TraceStore, *, enabled: bool = True, payload_cap: int = 4096, batch_window_s: float = 0.0
+    ) -> None:
         self.store = store
         self.enabled = enabled
         self.payload_cap = payload_cap
-        self._pending: list[Op] = []
+        self.batch_window_s = batch_window_s  # how long the flusher lets records gather (workers: a few ms)
+        self._pending: list[Record] = []
+        self._span_at: dict[str, int] = {}  # span id -> index of its record in _pending (merged in place)
         self._wakeup = asyncio.Event()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
-        self._idle = asyncio.Event()
-        self._idle.set()
         self.dropped = 0
 
     @property
@@ -69,17 +69,16 @@ class Recorder:
                 pass
             self._task = None
 
-    def add(self, op: Op) -> None:
-        if not self.enabled:
-            return
-        self._pending.append(op)
-        self._idle.clear()
+    def _add(self, record: Record) -> None:
+        self._pending.append(record)
         self._wakeup.set()
 
     async def _run(self) -> None:
         backoff = 0.05
         while True:
             await self._wakeup.wait()
+            if self.batch_window_s:
+                await asyncio.sleep(self.batch_window_s)
             self._wakeup.clear()
             try:
                 await self.flush()
@@ -94,87 +93,92 @@ class Recorder:
     async def flush(self) -> None:
         """Write everything queued so far."""
         async with self._lock:
-            if not self._pending:
-                self._idle.set()
-                return
-            await self._execute(lambda pipe: None)
-            if not self._pending:
-                self._idle.set()
-
-    async def _execute(self, build: Callable[[Pipeline], None]) -> list[Any]:
-        """One round trip: the queued records, then `build`'s commands. Records that fail are kept."""
-        try:
-            await self.store.ensure_scripts()
-        except BaseException:
-            self.store.forget_scripts()
-            raise
-        async with self.redis.pipeline(transaction=False) as pipe:
-            ops = self.drain_into(pipe)
-            build(pipe)
-            try:
-                results: list[Any] = await pipe.execute(raise_on_error=False)
-            except BaseException:
-                self.store.forget_scripts()  # a Redis that restarted has forgotten them
-                self._requeue(ops)
-                raise
-        unscripted = [op for op, r in zip(ops, results, strict=False) if isinstance(r, NoScriptError)]
-        if unscripted or any(isinstance(r, NoScriptError) for r in results[len(ops) :]):
-            self.store.forget_scripts()
-            self._requeue(unscripted)
-            if len(unscripted) == 0:
-                raise NoScriptError("trace scripts were flushed from Redis; retry")
-        for result in results[: len(ops)]:
-            if isinstance(result, Exception) and not isinstance(result, NoScriptError):
-                log.warning("a trace record was not written: %s", result)
-        for result in results[len(ops) :]:
-            if isinstance(result, Exception):
-                raise result
-        return results[len(ops) :]
-
-    def _requeue(self, ops: list[Op]) -> None:
-        self._pending[:0] = ops  # keep them, in order, for the next try
-        if len(self._pending) > 100_000:
-            self.dropped += len(self._pending) - 100_000
-            del self._pending[: len(self._pending) - 100_000]
-
-    def drain_into(self, pipe: Pipeline) -> list[Op]:
-        ops, self._pending = self._pending, []
-        for op in ops:
-            op(pipe)
-        return ops
+            if self._pending:
+                await self._execute(lambda pipe: None)
 
     async def run_with_records(self, build: Callable[[Pipeline], None]) -> list[Any]:
         """Run `build`'s commands after every record queued so far, in one round trip (causal order)."""
         async with self._lock:
             return await self._execute(build)
 
+    async def _execute(self, build: Callable[[Pipeline], None]) -> list[Any]:
+        """One round trip: the queued records (one script call), then `build`'s commands."""
+        try:
+            await self.store.ensure_scripts()
+        except BaseException:
+            self.store.forget_scripts()
+            raise
+        records, self._pending, self._span_at = self._pending, [], {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            self.store.apply(pipe, records)
+            build(pipe)
+            try:
+                results: list[Any] = await pipe.execute(raise_on_error=False)
+            except BaseException:
+                self.store.forget_scripts()  # a Redis that restarted has forgotten the script
+                self._requeue(records)
+                raise
+        own = results[:1] if records else []
+        if own and isinstance(own[0], NoScriptError):
+            self.store.forget_scripts()
+            self._requeue(records)
+        elif own and isinstance(own[0], Exception):
+            log.warning("trace records were not written: %s", own[0])
+        rest = results[len(own) :]
+        for result in rest:
+            if isinstance(result, Exception):
+                raise result
+        return rest
+
+    def _requeue(self, records: list[Record]) -> None:
+        """Keep records that could not be written, in order, ahead of newer ones (bounded)."""
+        self._pending[:0] = records
+        self._span_at = {}
+        if len(self._pending) > 100_000:
+            self.dropped += len(self._pending) - 100_000
+            del self._pending[: len(self._pending) - 100_000]
+        self._wakeup.set()
+
     # --- record builders ---------------------------------------------------------------------------------
 
     def open_trace(
         self, trace_id: str, *, entry: str, kind: str, label: str, start: int, open_: int = 0
     ) -> None:
-        self.add(
-            lambda p: self.store.open_trace(
-                p, trace_id, start=start, entry=entry, kind=kind, label=label, open_=open_
-            )
-        )
+        if self.enabled:
+            self._add(trace_record(trace_id, start=start, entry=entry, kind=kind, label=label, open_=open_))
 
     def span(self, span: Span, *, open_delta: int = 0, failed_delta: int = 0, error_delta: int = 0) -> None:
-        data = span.to_json()
-        self.add(
-            lambda p: self.store.put_span(
-                p, data, open_delta=open_delta, failed_delta=failed_delta, error_delta=error_delta
-            )
+        if not self.enabled:
+            return
+        record = span_record(
+            span.to_json(), open_delta=open_delta, failed_delta=failed_delta, error_delta=error_delta
         )
+        at = self._span_at.get(span.id)
+        if at is not None:
+            # the span's earlier state is still unwritten: write only the latest, with both deltas
+            old = self._pending[at]
+            self._pending[at] = (
+                *record[:4],
+                old[4] + open_delta,
+                old[5] + failed_delta,
+                old[6] + error_delta,
+                *record[7:],
+            )
+            return
+        self._span_at[span.id] = len(self._pending)
+        self._add(record)
 
     def event(self, event: Event) -> None:
-        data = event.to_json()
-        self.add(lambda p: self.store.add_event(p, data))
+        if self.enabled:
+            self._add(event_record(event.to_json()))
 
     def adjust_trace(self, trace_id: str, *, open_delta: int = 0, failed_delta: int = 0) -> None:
-        self.add(
-            lambda p: self.store.adjust_trace(p, trace_id, open_delta=open_delta, failed_delta=failed_delta)
-        )
+        if self.enabled:
+            self._add(adjust_record(trace_id, open_delta=open_delta, failed_delta=failed_delta))
+
+    def add_raw(self, record: Record) -> None:
+        if self.enabled:
+            self._add(record)
 
 
 @dataclass

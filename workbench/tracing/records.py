@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..ids import new_id
@@ -40,13 +40,25 @@ class Span:
     retry_at: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        return {_camel(k): v for k, v in data.items()}
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(p.title() for p in rest)
+        # written out (not dataclasses.asdict): this runs twice for every step run
+        return {
+            "id": self.id,
+            "traceId": self.trace_id,
+            "step": self.step,
+            "kind": self.kind,
+            "parentId": self.parent_id,
+            "attempt": self.attempt,
+            "status": self.status,
+            "enqueuedAt": self.enqueued_at,
+            "startedAt": self.started_at,
+            "finishedAt": self.finished_at,
+            "topic": self.topic,
+            "jobId": self.job_id,
+            "http": self.http,
+            "error": self.error,
+            "willRetry": self.will_retry,
+            "retryAt": self.retry_at,
+        }
 
 
 def error_info(exc: BaseException) -> dict[str, str]:

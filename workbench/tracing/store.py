@@ -21,83 +21,135 @@ from .records import trace_from_hash
 
 log = logging.getLogger("workbench.store")
 
-# Updates the trace hash by the given deltas and pushes the new summary to the feed.
-_LUA_TRACE = """
-local function trace_touch(trace, feed, maxlen, open_d, failed_d, errors_d, ts, step, err)
-  if open_d ~= 0 then redis.call('HINCRBY', trace, 'open', open_d) end
-  if failed_d ~= 0 then redis.call('HINCRBY', trace, 'failed', failed_d) end
-  if errors_d ~= 0 then redis.call('HINCRBY', trace, 'errors', errors_d) end
-  if err ~= '' then redis.call('HSET', trace, 'error', err) end
+# One script call writes a whole batch of records. Each record is 10 ARGV slots after the header
+# (feed maxlen, logs maxlen, record count), its first slot naming its kind:
+#   T trace opened:  trace, start, entry, kind, label, open
+#   S span put:      trace, span id, span json, open delta, failed delta, errors delta, ts, step, error
+#   E event added:   trace, event kind, event json
+#   A trace adjusted: trace, open delta, failed delta, ts
+# Spans and events go to the feed as they are; each trace touched gets its counters updated and
+# ONE summary pushed to the feed at the end of the batch, however many records touched it.
+_APPLY = """
+local feed, logs = KEYS[1], KEYS[2]
+local feed_max, logs_max, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local touched, order = {}, {}
+local function touch(tid)
+  local t = touched[tid]
+  if not t then
+    t = {open = 0, failed = 0, errors = 0, ts = 0, steps = {}, err = ''}
+    touched[tid] = t
+    table.insert(order, tid)
+  end
+  return t
+end
+for i = 0, n - 1 do
+  local b = 3 + i * 10
+  local kind, tid = ARGV[b + 1], ARGV[b + 2]
+  local trace = 'wb:trace:' .. tid
+  local t = touch(tid)
+  if kind == 'T' then
+    local start = tonumber(ARGV[b + 3])
+    redis.call('HSET', trace, 'id', tid, 'entry', ARGV[b + 4], 'kind', ARGV[b + 5], 'label', ARGV[b + 6])
+    local s = redis.call('HGET', trace, 'start')
+    if (not s) or tonumber(s) > start then redis.call('HSET', trace, 'start', ARGV[b + 3]) end
+    redis.call('ZADD', 'wb:traces', 'NX', ARGV[b + 3], tid)
+    t.open = t.open + tonumber(ARGV[b + 7])
+    if start > t.ts then t.ts = start end
+  elseif kind == 'S' then
+    if redis.call('HSET', 'wb:spans:' .. tid, ARGV[b + 3], ARGV[b + 4]) == 1 then
+      redis.call('HINCRBY', trace, 'spans', 1)
+    end
+    redis.call('XADD', feed, 'MAXLEN', '~', feed_max, '*', 't', 'span', 'd', ARGV[b + 4])
+    t.open = t.open + tonumber(ARGV[b + 5])
+    t.failed = t.failed + tonumber(ARGV[b + 6])
+    t.errors = t.errors + tonumber(ARGV[b + 7])
+    local ts = tonumber(ARGV[b + 8])
+    if ts > t.ts then t.ts = ts end
+    t.steps[ARGV[b + 9]] = true
+    if ARGV[b + 10] ~= '' then t.err = ARGV[b + 10] end
+  elseif kind == 'E' then
+    local events = 'wb:events:' .. tid
+    redis.call('RPUSH', events, ARGV[b + 4])
+    if ARGV[b + 3] == 'log' then
+      local id = redis.call('XADD', logs, 'MAXLEN', '~', logs_max, '*', 'd', ARGV[b + 4])
+      redis.call('RPUSH', events .. ':logids', id)
+    end
+    redis.call('XADD', feed, 'MAXLEN', '~', feed_max, '*', 't', ARGV[b + 3], 'd', ARGV[b + 4])
+  else
+    t.open = t.open + tonumber(ARGV[b + 3])
+    t.failed = t.failed + tonumber(ARGV[b + 4])
+    local ts = tonumber(ARGV[b + 5])
+    if ts > t.ts then t.ts = ts end
+  end
+end
+for _, tid in ipairs(order) do
+  local t = touched[tid]
+  local trace = 'wb:trace:' .. tid
+  if t.open ~= 0 then redis.call('HINCRBY', trace, 'open', t.open) end
+  if t.failed ~= 0 then redis.call('HINCRBY', trace, 'failed', t.failed) end
+  if t.errors ~= 0 then redis.call('HINCRBY', trace, 'errors', t.errors) end
+  if t.err ~= '' then redis.call('HSET', trace, 'error', t.err) end
   local e = tonumber(redis.call('HGET', trace, 'end') or '0')
-  if ts > e then redis.call('HSET', trace, 'end', ts) end
-  if step ~= '' then
-    local steps = redis.call('HGET', trace, 'steps') or ''
+  if t.ts > e then redis.call('HSET', trace, 'end', string.format('%d', t.ts)) end
+  local steps = redis.call('HGET', trace, 'steps') or ''
+  local changed = false
+  for step, _ in pairs(t.steps) do
     if not string.find(',' .. steps .. ',', ',' .. step .. ',', 1, true) then
       if steps == '' then steps = step else steps = steps .. ',' .. step end
-      redis.call('HSET', trace, 'steps', steps)
+      changed = true
     end
   end
+  if changed then redis.call('HSET', trace, 'steps', steps) end
   local flat = redis.call('HGETALL', trace)
-  local t = {}
-  for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
-  redis.call('XADD', feed, 'MAXLEN', '~', maxlen, '*', 't', 'trace', 'd', cjson.encode(t))
+  local summary = {}
+  for i = 1, #flat, 2 do summary[flat[i]] = flat[i + 1] end
+  redis.call('XADD', feed, 'MAXLEN', '~', feed_max, '*', 't', 'trace', 'd', cjson.encode(summary))
 end
+return n
 """
-
-# KEYS: trace, traces zset, feed. ARGV: id, start, entry, kind, label, maxlen, open
-TRACE_OPEN = (
-    _LUA_TRACE
-    + """
-local start = tonumber(ARGV[2])
-redis.call('HSET', KEYS[1], 'id', ARGV[1], 'entry', ARGV[3], 'kind', ARGV[4], 'label', ARGV[5])
-local s = redis.call('HGET', KEYS[1], 'start')
-if (not s) or tonumber(s) > start then redis.call('HSET', KEYS[1], 'start', start) end
-redis.call('ZADD', KEYS[2], 'NX', start, ARGV[1])
-trace_touch(KEYS[1], KEYS[3], ARGV[6], tonumber(ARGV[7]), 0, 0, start, '', '')
-return 1
-"""
+APPLY = (
+    _APPLY.replace("'wb:trace:'", repr(keys.TRACE))
+    .replace("'wb:traces'", repr(keys.TRACES))
+    .replace("'wb:spans:'", repr(keys.SPANS))
+    .replace("'wb:events:'", repr(keys.EVENTS))
 )
 
-# KEYS: trace, spans, feed. ARGV: span id, span json, open_d, failed_d, errors_d, ts, step, err, maxlen
-SPAN_PUT = (
-    _LUA_TRACE
-    + """
-local isnew = redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-if isnew == 1 then redis.call('HINCRBY', KEYS[1], 'spans', 1) end
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[9], '*', 't', 'span', 'd', ARGV[2])
-trace_touch(KEYS[1], KEYS[3], ARGV[9], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]),
-            tonumber(ARGV[6]), ARGV[7], ARGV[8])
-return isnew
-"""
-)
-
-# KEYS: events list, feed, logs stream, log ids list. ARGV: kind, json, feed maxlen, logs maxlen
-EVENT_ADD = """
-redis.call('RPUSH', KEYS[1], ARGV[2])
-if ARGV[1] == 'log' then
-  local id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'd', ARGV[2])
-  redis.call('RPUSH', KEYS[4], id)
-end
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 't', ARGV[1], 'd', ARGV[2])
-return 1
-"""
-
-# KEYS: trace, feed. ARGV: open_d, failed_d, ts, maxlen
-TRACE_ADJUST = (
-    _LUA_TRACE
-    + """
-trace_touch(KEYS[1], KEYS[2], ARGV[4], tonumber(ARGV[1]), tonumber(ARGV[2]), 0, tonumber(ARGV[3]), '', '')
-return 1
-"""
-)
+Record = tuple[Any, ...]  # (kind, trace id, up to 7 more values): one record of the APPLY script
+_WIDTH = 10
 
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 
 
-def _call(pipe: Pipeline, script: Any, keys_: list[str], args: list[Any]) -> None:
-    """Queue a script call on a pipeline as a bare EVALSHA. (Registering the script with the pipeline
-    would cost a SCRIPT EXISTS round trip on every execute; `ensure_scripts` loads them once instead.)"""
-    pipe.evalsha(script.sha, len(keys_), *keys_, *args)
+def trace_record(trace_id: str, *, start: int, entry: str, kind: str, label: str, open_: int = 0) -> Record:
+    return ("T", trace_id, start, entry, kind, label, open_)
+
+
+def span_record(
+    span: dict[str, Any], *, open_delta: int = 0, failed_delta: int = 0, error_delta: int = 0
+) -> Record:
+    ts = span.get("finishedAt") or span.get("startedAt") or now_ms()
+    err = span["error"]["message"][:200] if span.get("error") else ""
+    body = json.dumps(span, default=str)
+    return (
+        "S",
+        span["traceId"],
+        span["id"],
+        body,
+        open_delta,
+        failed_delta,
+        error_delta,
+        ts,
+        span["step"],
+        err,
+    )
+
+
+def event_record(event: dict[str, Any]) -> Record:
+    return ("E", event["traceId"], event["kind"], json.dumps(event, default=str))
+
+
+def adjust_record(trace_id: str, *, open_delta: int = 0, failed_delta: int = 0) -> Record:
+    return ("A", trace_id, open_delta, failed_delta, now_ms())
 
 
 def _logids_key(trace_id: str) -> str:
@@ -110,32 +162,36 @@ class TraceStore:
         self.redis: Any = redis
         self.feed_maxlen = feed_maxlen
         self.logs_maxlen = logs_maxlen
-        self._open = redis.register_script(TRACE_OPEN)
-        self._span = redis.register_script(SPAN_PUT)
-        self._event = redis.register_script(EVENT_ADD)
-        self._adjust = redis.register_script(TRACE_ADJUST)
+        self._apply = redis.register_script(APPLY)
         self._scripts_loaded = False
 
     async def ensure_scripts(self) -> None:
-        """Load the Lua scripts into Redis once (again after `forget_scripts`, e.g. a Redis restart)."""
+        """Load the Lua script into Redis once (again after `forget_scripts`, e.g. a Redis restart)."""
         if not self._scripts_loaded:
-            for script in (self._open, self._span, self._event, self._adjust):
-                script.sha = await self.redis.script_load(script.script)
+            self._apply.sha = await self.redis.script_load(self._apply.script)
             self._scripts_loaded = True
 
     def forget_scripts(self) -> None:
         self._scripts_loaded = False
 
-    # --- writes: each adds one script call to a pipeline ------------------------------------------
+    def apply(self, pipe: Pipeline, records: list[Record]) -> None:
+        """Queue one script call writing `records` (a bare EVALSHA: `ensure_scripts` loads it once,
+        where registering it with the pipeline would cost a SCRIPT EXISTS round trip every time)."""
+        if not records:
+            return
+        args: list[Any] = [self.feed_maxlen, self.logs_maxlen, len(records)]
+        for record in records:
+            assert len(record) <= _WIDTH, record  # the script reads records at fixed offsets
+            args.extend(record)
+            args.extend([""] * (_WIDTH - len(record)))
+        pipe.evalsha(self._apply.sha, 2, keys.FEED, keys.LOGS, *args)
 
+    # single-record conveniences (tests, benchmarks, tools)
     def open_trace(
         self, pipe: Pipeline, trace_id: str, *, start: int, entry: str, kind: str, label: str, open_: int = 0
     ) -> None:
-        _call(
-            pipe,
-            self._open,
-            [keys.TRACE + trace_id, keys.TRACES, keys.FEED],
-            [trace_id, start, entry, kind, label, self.feed_maxlen, open_],
+        self.apply(
+            pipe, [trace_record(trace_id, start=start, entry=entry, kind=kind, label=label, open_=open_)]
         )
 
     def put_span(
@@ -147,44 +203,18 @@ class TraceStore:
         failed_delta: int = 0,
         error_delta: int = 0,
     ) -> None:
-        trace_id = span["traceId"]
-        ts = span.get("finishedAt") or span.get("startedAt") or now_ms()
-        err = span["error"]["message"][:200] if span.get("error") else ""
-        _call(
+        self.apply(
             pipe,
-            self._span,
-            [keys.TRACE + trace_id, keys.SPANS + trace_id, keys.FEED],
-            [
-                span["id"],
-                json.dumps(span, default=str),
-                open_delta,
-                failed_delta,
-                error_delta,
-                ts,
-                span["step"],
-                err,
-                self.feed_maxlen,
-            ],
+            [span_record(span, open_delta=open_delta, failed_delta=failed_delta, error_delta=error_delta)],
         )
 
     def add_event(self, pipe: Pipeline, event: dict[str, Any]) -> None:
-        trace_id = event["traceId"]
-        _call(
-            pipe,
-            self._event,
-            [keys.EVENTS + trace_id, keys.FEED, keys.LOGS, _logids_key(trace_id)],
-            [event["kind"], json.dumps(event, default=str), self.feed_maxlen, self.logs_maxlen],
-        )
+        self.apply(pipe, [event_record(event)])
 
     def adjust_trace(
         self, pipe: Pipeline, trace_id: str, *, open_delta: int = 0, failed_delta: int = 0
     ) -> None:
-        _call(
-            pipe,
-            self._adjust,
-            [keys.TRACE + trace_id, keys.FEED],
-            [open_delta, failed_delta, now_ms(), self.feed_maxlen],
-        )
+        self.apply(pipe, [adjust_record(trace_id, open_delta=open_delta, failed_delta=failed_delta)])
 
     # --- reads --------------------------------------------------------------------------------------
 
