@@ -86,7 +86,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     registry = _load(settings)
     try:
         asyncio.run(run_worker(settings, registry, burst=args.burst))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):  # stopped by a signal: a normal end
         pass
     return 0
 

@@ -93,14 +93,23 @@ async def queue_stats(redis: Redis) -> dict[str, int]:
     return {"ready": int(ready), "deferred": int(deferred)}
 
 
-# Claim a due job in one round trip (arq takes four: WATCH, EXISTS, ZSCORE, MULTI/PSETEX/EXEC).
-# KEYS: in-progress key, queue. ARGV: job id, now ms, lease ms. Returns the job's score, or -1.
+# Find and claim due jobs in one round trip, atomically (arq reads the queue, then claims each job
+# with WATCH/EXISTS/ZSCORE/MULTI: two workers reading the same head of the queue then fight over
+# every job). KEYS: queue. ARGV: now ms, lease ms, jobs wanted, how far to look, in-progress prefix.
+# Returns job id, score, job id, score, ...
 _CLAIM = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
-local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
-if (not score) or tonumber(score) > tonumber(ARGV[2]) then return -1 end
-redis.call('PSETEX', KEYS[1], ARGV[3], '1')
-return tonumber(score)
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, ARGV[4])
+local out, want = {}, tonumber(ARGV[3])
+for i = 1, #ids, 2 do
+  if #out >= want * 2 then break end
+  local key = ARGV[5] .. ids[i]
+  if redis.call('EXISTS', key) == 0 then
+    redis.call('PSETEX', key, ARGV[2], '1')
+    table.insert(out, ids[i])
+    table.insert(out, ids[i + 1])
+  end
+end
+return out
 """
 
 JobRunner = Callable[[dict[str, Any], "JobInfo"], Awaitable[float | None]]
@@ -170,37 +179,32 @@ class StepWorker(Worker):
         self._slot_free = asyncio.Event()
         self._pubsub: Any = None
         self._claim: Any = None
+        self._looked = False  # whether the last poll had room to take jobs
 
-    async def start_jobs(self, job_ids: list[bytes]) -> None:
-        """arq's start_jobs, with the claim done by one script call per job."""
-        if self._claim is None:
-            self._claim = self.pool.register_script(_CLAIM)
-        for job_id_b in job_ids:
-            await self.sem.acquire()
-            if self.job_counter >= self.max_jobs:
-                self.sem.release()
-                return
-            self.job_counter += 1
-            job_id = job_id_b.decode()
+    async def _poll_iteration(self) -> None:
+        """arq's poll iteration, with due jobs found and claimed by one script call."""
+        free = self.max_jobs - self.job_counter
+        self._looked = self.allow_pick_jobs and free > 0
+        if self._looked:
+            if self._claim is None:
+                self._claim = self.pool.register_script(_CLAIM)
             lease_ms = int(self.in_progress_timeout_s * 1000)
-            try:
-                score = int(
-                    await self._claim(
-                        keys=[in_progress_key_prefix + job_id, self.queue_name],
-                        args=[job_id, now_ms(), lease_ms],
-                    )
-                )
-            except BaseException:
-                self.job_counter -= 1
-                self.sem.release()
-                raise
-            if score < 0:  # running elsewhere, finished, or deferred meanwhile
-                self.job_counter -= 1
-                self.sem.release()
-                continue
-            task = self.loop.create_task(self.run_job(job_id, score))
-            task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
-            self.tasks[job_id] = task
+            flat = await self._claim(
+                keys=[self.queue_name],
+                args=[now_ms(), lease_ms, free, self.queue_read_limit, in_progress_key_prefix],
+            )
+            for i in range(0, len(flat), 2):
+                job_id = flat[i].decode() if isinstance(flat[i], bytes) else str(flat[i])
+                await self.sem.acquire()
+                self.job_counter += 1
+                task = self.loop.create_task(self.run_job(job_id, int(float(flat[i + 1]))))
+                task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+                self.tasks[job_id] = task
+        for job_id, task in list(self.tasks.items()):
+            if task.done():
+                del self.tasks[job_id]
+                task.result()  # surfaces errors of the job machinery itself
+        await self.heart_beat()
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()
@@ -225,12 +229,18 @@ class StepWorker(Worker):
                     if self._pubsub is None:
                         self._pubsub = self.pool.pubsub()
                         await self._pubsub.subscribe(WAKE_CHANNEL)
+                    self._slot_free.clear()  # before looking: a job ending from now on wakes us
                     started_before = self._jobs_started()
                     await self._poll_iteration()
                     started = self._jobs_started() - started_before
                     if self.burst and await self._burst_done():
                         return
-                    if started == 0 or self.job_counter >= self.max_jobs:
+                    if self.job_counter >= self.max_jobs:
+                        # full: look again as soon as a job ends
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._slot_free.wait(), self.poll_delay_s)
+                    elif started == 0 and self._looked:
+                        # we had room and found nothing due: sleep until work arrives
                         await self._wait_for_work()
                     if backoff > 0.1:
                         log.warning("Redis is reachable again; worker resumes")
@@ -260,18 +270,13 @@ class StepWorker(Worker):
             self._pubsub = None
 
     async def _wait_for_work(self) -> None:
-        """Until a job is enqueued, a slot frees up, a deferred job falls due, or the poll delay passes."""
+        """Until a job is enqueued, a deferred job falls due, or the poll delay passes."""
         timeout = self.poll_delay_s
         due = await self.pool.zrangebyscore(
             self.queue_name, f"({now_ms()}", "+inf", start=0, num=1, withscores=True
         )
         if due:
             timeout = max(0.0005, min(timeout, (due[0][1] - now_ms()) / 1000))
-        if self.job_counter >= self.max_jobs:
-            self._slot_free.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._slot_free.wait(), timeout)
-            return
         message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
         while message is not None:  # drain: one pass over the queue serves every wake-up so far
             message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=0)
