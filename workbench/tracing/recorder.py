@@ -34,13 +34,10 @@ log = logging.getLogger("workbench.recorder")
 
 
 class Recorder:
-    def __init__(
-        self, store: TraceStore, *, enabled: bool = True, payload_cap: int = 4096, batch_window_s: float = 0.0
-    ) -> None:
+    def __init__(self, store: TraceStore, *, enabled: bool = True, payload_cap: int = 4096) -> None:
         self.store = store
         self.enabled = enabled
         self.payload_cap = payload_cap
-        self.batch_window_s = batch_window_s  # how long the flusher lets records gather (workers: a few ms)
         self._pending: list[Record] = []
         self._span_at: dict[str, int] = {}  # span id -> index of its record in _pending (merged in place)
         self._wakeup = asyncio.Event()
@@ -77,8 +74,6 @@ class Recorder:
         backoff = 0.05
         while True:
             await self._wakeup.wait()
-            if self.batch_window_s:
-                await asyncio.sleep(self.batch_window_s)
             self._wakeup.clear()
             try:
                 await self.flush()
