@@ -139,7 +139,7 @@ class Runtime:
             if subscribers:
                 queue.add_wake(pipe)
 
-        await self.recorder.run_with_records(build)
+        await self.recorder.run_with_records(scope.trace_id, build)
         return Emitted(topic, [s.name for s in subscribers], job_ids)
 
     async def emit_new_trace(self, topic: str, data: Any, *, source: str = "emit") -> tuple[str, Emitted]:
@@ -196,7 +196,7 @@ class Runtime:
             queue.add_job(pipe, payload, job_id=job_id, run_at_ms=run_at_ms)
             queue.add_wake(pipe)
 
-        await self.recorder.run_with_records(build)
+        await self.recorder.run_with_records(trace_id, build)
         return trace_id, job_id
 
     # --- running a job (worker side) -------------------------------------------------------------

@@ -34,14 +34,20 @@ log = logging.getLogger("workbench.recorder")
 
 
 class Recorder:
+    """Queues records and writes them in batches, keeping each trace's records in order.
+
+    At most one write per trace is in flight at a time, so a trace's records reach Redis in the
+    order they were made, while writes for different traces (concurrent requests) go in parallel.
+    """
+
     def __init__(self, store: TraceStore, *, enabled: bool = True, payload_cap: int = 4096) -> None:
         self.store = store
         self.enabled = enabled
         self.payload_cap = payload_cap
         self._pending: list[Record] = []
         self._span_at: dict[str, int] = {}  # span id -> index of its record in _pending (merged in place)
+        self._inflight: dict[str, asyncio.Future[None]] = {}  # trace id -> the write carrying its records
         self._wakeup = asyncio.Event()
-        self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self.dropped = 0
 
@@ -76,7 +82,9 @@ class Recorder:
             await self._wakeup.wait()
             self._wakeup.clear()
             try:
-                await self.flush()
+                records = self._take(None)
+                if records:
+                    await self._write(records)
                 backoff = 0.05
             except (RedisError, OSError) as exc:
                 # Redis is away: keep the records and try again, with a growing pause
@@ -86,33 +94,68 @@ class Recorder:
                 self._wakeup.set()
 
     async def flush(self) -> None:
-        """Write everything queued so far."""
-        async with self._lock:
-            if self._pending:
-                await self._execute(lambda pipe: None)
+        """Write everything queued so far (and wait for writes already in flight)."""
+        while self._pending or self._inflight:
+            if self._inflight:
+                await asyncio.gather(*set(self._inflight.values()))
+            records = self._take(None)
+            if records:
+                await self._write(records)
 
-    async def run_with_records(self, build: Callable[[Pipeline], None]) -> list[Any]:
-        """Run `build`'s commands after every record queued so far, in one round trip (causal order)."""
-        async with self._lock:
-            return await self._execute(build)
+    async def run_with_records(self, trace_id: str, build: Callable[[Pipeline], None]) -> list[Any]:
+        """Run `build`'s commands right after every record of `trace_id` queued so far, in one round
+        trip: a job an emit enqueues can never be seen before the records that led to it."""
+        while (earlier := self._inflight.get(trace_id)) is not None:
+            await earlier
+        return await self._write(self._take(trace_id), build, also=trace_id)
 
-    async def _execute(self, build: Callable[[Pipeline], None]) -> list[Any]:
-        """One round trip: the queued records (one script call), then `build`'s commands."""
+    def _take(self, trace_id: str | None) -> list[Record]:
+        """Pending records that may be written now: those of `trace_id`, or (None) those of every
+        trace that has no write in flight. The others stay queued, in order."""
+        taken: list[Record] = []
+        kept: list[Record] = []
+        for record in self._pending:
+            tid = record[1]
+            if tid == trace_id or (trace_id is None and tid not in self._inflight):
+                taken.append(record)
+            else:
+                kept.append(record)
+        self._pending = kept
+        self._span_at = {r[2]: i for i, r in enumerate(kept) if r[0] == "S"}
+        return taken
+
+    async def _write(
+        self, records: list[Record], build: Callable[[Pipeline], None] | None = None, also: str | None = None
+    ) -> list[Any]:
+        """One round trip: the records (one script call), then `build`'s commands."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        traces = {r[1] for r in records} | ({also} if also else set())
+        for tid in traces:
+            self._inflight[tid] = done
         try:
-            await self.store.ensure_scripts()
-        except BaseException:
-            self.store.forget_scripts()
-            raise
-        records, self._pending, self._span_at = self._pending, [], {}
-        async with self.redis.pipeline(transaction=False) as pipe:
-            self.store.apply(pipe, records)
-            build(pipe)
             try:
-                results: list[Any] = await pipe.execute(raise_on_error=False)
+                await self.store.ensure_scripts()
             except BaseException:
-                self.store.forget_scripts()  # a Redis that restarted has forgotten the script
+                self.store.forget_scripts()
                 self._requeue(records)
                 raise
+            async with self.redis.pipeline(transaction=False) as pipe:
+                self.store.apply(pipe, records)
+                if build is not None:
+                    build(pipe)
+                try:
+                    results: list[Any] = await pipe.execute(raise_on_error=False)
+                except BaseException:
+                    self.store.forget_scripts()  # a Redis that restarted has forgotten the script
+                    self._requeue(records)
+                    raise
+        finally:
+            for tid in traces:
+                if self._inflight.get(tid) is done:
+                    del self._inflight[tid]
+            done.set_result(None)
+            if self._pending:
+                self._wakeup.set()  # records held back behind this write may go now
         own = results[:1] if records else []
         if own and isinstance(own[0], NoScriptError):
             self.store.forget_scripts()
@@ -128,10 +171,11 @@ class Recorder:
     def _requeue(self, records: list[Record]) -> None:
         """Keep records that could not be written, in order, ahead of newer ones (bounded)."""
         self._pending[:0] = records
-        self._span_at = {}
+        self._span_at = {r[2]: i for i, r in enumerate(self._pending) if r[0] == "S"}
         if len(self._pending) > 100_000:
             self.dropped += len(self._pending) - 100_000
             del self._pending[: len(self._pending) - 100_000]
+            self._span_at = {r[2]: i for i, r in enumerate(self._pending) if r[0] == "S"}
         self._wakeup.set()
 
     # --- record builders ---------------------------------------------------------------------------------
