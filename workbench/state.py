@@ -32,6 +32,14 @@ class State:
     def __init__(self, redis: Redis) -> None:
         # redis-py types each command as "Awaitable[T] | T" (one signature for sync and async)
         self.redis: Any = redis
+        self._listed: set[str] = set()  # groups this process has already added to the group list
+
+    async def _list_group(self, group: str) -> None:
+        """Name the group in the list of groups once per process (a list only ever grows;
+        `groups()` leaves out the empty ones), so a write is one command, not a transaction."""
+        if group not in self._listed:
+            await self.redis.sadd(keys.STATE_GROUPS, group)
+            self._listed.add(group)
 
     async def get(self, group: str, key: str) -> Any:
         _record("get", group, key)
@@ -40,10 +48,8 @@ class State:
 
     async def set(self, group: str, key: str, value: Any) -> Any:
         _record("set", group, key)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.STATE + group, key, _dumps(value))
-            pipe.sadd(keys.STATE_GROUPS, group)
-            await pipe.execute()
+        await self._list_group(group)
+        await self.redis.hset(keys.STATE + group, key, _dumps(value))
         return value
 
     async def delete(self, group: str, key: str) -> bool:
@@ -57,19 +63,13 @@ class State:
 
     async def clear(self, group: str) -> None:
         _record("clear", group, None)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(keys.STATE + group)
-            pipe.srem(keys.STATE_GROUPS, group)
-            await pipe.execute()
+        await self.redis.delete(keys.STATE + group)
 
     async def increment(self, group: str, key: str, by: int = 1) -> int:
         """An atomic counter (for ids); stored like any other value."""
         _record("increment", group, key)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hincrby(keys.STATE + group, key, by)
-            pipe.sadd(keys.STATE_GROUPS, group)
-            value, _ = await pipe.execute()
-        return int(value)
+        await self._list_group(group)
+        return int(await self.redis.hincrby(keys.STATE + group, key, by))
 
     async def update(self, group: str, key: str, change: Callable[[Any], Awaitable[Any] | Any]) -> Any:
         """Read, change and write one value with no lost update: `change(old)` returns the new value
@@ -90,8 +90,8 @@ class State:
                         return old
                     pipe.multi()
                     pipe.hset(name, key, _dumps(new))
-                    pipe.sadd(keys.STATE_GROUPS, group)
                     await pipe.execute()
+                    await self._list_group(group)
                     return new
                 except WatchError:
                     continue
@@ -105,4 +105,10 @@ class State:
             yield
 
     async def groups(self) -> list[str]:
-        return sorted(await self.redis.smembers(keys.STATE_GROUPS))
+        """Groups that hold at least one key."""
+        names = sorted(await self.redis.smembers(keys.STATE_GROUPS))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.exists(keys.STATE + name)
+            present = await pipe.execute()
+        return [name for name, there in zip(names, present, strict=True) if there]

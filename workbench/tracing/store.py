@@ -12,6 +12,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
@@ -21,17 +22,19 @@ from .records import trace_from_hash
 
 log = logging.getLogger("workbench.store")
 
-# One script call writes a whole batch of records. Each record is 10 ARGV slots after the header
-# (feed maxlen, logs maxlen, record count), its first slot naming its kind:
-#   T trace opened:  trace, start, entry, kind, label, open
-#   S span put:      trace, span id, span json, open delta, failed delta, errors delta, ts, step, error
-#   E event added:   trace, event kind, event json
+# One script call writes a whole batch of records, passed as one msgpack array (packing one
+# argument is far cheaper for the client than packing ten per record). Each record is an array
+# whose first item names its kind:
+#   T trace opened:   trace, start, entry, kind, label, open
+#   S span put:       trace, span id, span json, open delta, failed delta, errors delta, ts, step, error
+#   E event added:    trace, event kind, event json
 #   A trace adjusted: trace, open delta, failed delta, ts
 # Spans and events go to the feed as they are; each trace touched gets its counters updated and
 # ONE summary pushed to the feed at the end of the batch, however many records touched it.
 _APPLY = """
 local feed, logs = KEYS[1], KEYS[2]
-local feed_max, logs_max, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local feed_max, logs_max = ARGV[1], ARGV[2]
+local records = cmsgpack.unpack(ARGV[3])
 local touched, order = {}, {}
 local function touch(tid)
   local t = touched[tid]
@@ -42,44 +45,41 @@ local function touch(tid)
   end
   return t
 end
-for i = 0, n - 1 do
-  local b = 3 + i * 10
-  local kind, tid = ARGV[b + 1], ARGV[b + 2]
+for _, r in ipairs(records) do
+  local kind, tid = r[1], r[2]
   local trace = 'wb:trace:' .. tid
   local t = touch(tid)
   if kind == 'T' then
-    local start = tonumber(ARGV[b + 3])
-    redis.call('HSET', trace, 'id', tid, 'entry', ARGV[b + 4], 'kind', ARGV[b + 5], 'label', ARGV[b + 6])
+    local start = r[3]
+    redis.call('HSET', trace, 'id', tid, 'entry', r[4], 'kind', r[5], 'label', r[6])
     local s = redis.call('HGET', trace, 'start')
-    if (not s) or tonumber(s) > start then redis.call('HSET', trace, 'start', ARGV[b + 3]) end
-    redis.call('ZADD', 'wb:traces', 'NX', ARGV[b + 3], tid)
-    t.open = t.open + tonumber(ARGV[b + 7])
+    if (not s) or tonumber(s) > start then redis.call('HSET', trace, 'start', string.format('%d', start)) end
+    redis.call('ZADD', 'wb:traces', 'NX', start, tid)
+    t.open = t.open + r[7]
     if start > t.ts then t.ts = start end
   elseif kind == 'S' then
-    if redis.call('HSET', 'wb:spans:' .. tid, ARGV[b + 3], ARGV[b + 4]) == 1 then
+    if redis.call('HSET', 'wb:spans:' .. tid, r[3], r[4]) == 1 then
       redis.call('HINCRBY', trace, 'spans', 1)
     end
-    redis.call('XADD', feed, 'MAXLEN', '~', feed_max, '*', 't', 'span', 'd', ARGV[b + 4])
-    t.open = t.open + tonumber(ARGV[b + 5])
-    t.failed = t.failed + tonumber(ARGV[b + 6])
-    t.errors = t.errors + tonumber(ARGV[b + 7])
-    local ts = tonumber(ARGV[b + 8])
-    if ts > t.ts then t.ts = ts end
-    t.steps[ARGV[b + 9]] = true
-    if ARGV[b + 10] ~= '' then t.err = ARGV[b + 10] end
+    redis.call('XADD', feed, 'MAXLEN', '~', feed_max, '*', 't', 'span', 'd', r[4])
+    t.open = t.open + r[5]
+    t.failed = t.failed + r[6]
+    t.errors = t.errors + r[7]
+    if r[8] > t.ts then t.ts = r[8] end
+    t.steps[r[9]] = true
+    if r[10] ~= '' then t.err = r[10] end
   elseif kind == 'E' then
     local events = 'wb:events:' .. tid
-    redis.call('RPUSH', events, ARGV[b + 4])
-    if ARGV[b + 3] == 'log' then
-      local id = redis.call('XADD', logs, 'MAXLEN', '~', logs_max, '*', 'd', ARGV[b + 4])
+    redis.call('RPUSH', events, r[4])
+    if r[3] == 'log' then
+      local id = redis.call('XADD', logs, 'MAXLEN', '~', logs_max, '*', 'd', r[4])
       redis.call('RPUSH', events .. ':logids', id)
     end
-    redis.call('XADD', feed, 'MAXLEN', '~', feed_max, '*', 't', ARGV[b + 3], 'd', ARGV[b + 4])
+    redis.call('XADD', feed, 'MAXLEN', '~', feed_max, '*', 't', r[3], 'd', r[4])
   else
-    t.open = t.open + tonumber(ARGV[b + 3])
-    t.failed = t.failed + tonumber(ARGV[b + 4])
-    local ts = tonumber(ARGV[b + 5])
-    if ts > t.ts then t.ts = ts end
+    t.open = t.open + r[3]
+    t.failed = t.failed + r[4]
+    if r[5] > t.ts then t.ts = r[5] end
   end
 end
 for _, tid in ipairs(order) do
@@ -105,7 +105,7 @@ for _, tid in ipairs(order) do
   for i = 1, #flat, 2 do summary[flat[i]] = flat[i + 1] end
   redis.call('XADD', feed, 'MAXLEN', '~', feed_max, '*', 't', 'trace', 'd', cjson.encode(summary))
 end
-return n
+return #records
 """
 APPLY = (
     _APPLY.replace("'wb:trace:'", repr(keys.TRACE))
@@ -114,8 +114,10 @@ APPLY = (
     .replace("'wb:events:'", repr(keys.EVENTS))
 )
 
-Record = tuple[Any, ...]  # (kind, trace id, up to 7 more values): one record of the APPLY script
-_WIDTH = 10
+Record = tuple[Any, ...]  # (kind, trace id, ...): one record of the APPLY script
+_pack = msgspec.msgpack.Encoder().encode
+# record bodies are JSON; values a handler logs that JSON has no type for are written as text
+_json = msgspec.json.Encoder(enc_hook=str).encode
 
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 
@@ -129,7 +131,7 @@ def span_record(
 ) -> Record:
     ts = span.get("finishedAt") or span.get("startedAt") or now_ms()
     err = span["error"]["message"][:200] if span.get("error") else ""
-    body = json.dumps(span, default=str)
+    body = _json(span).decode()  # str: Redis msgpack has no binary type
     return (
         "S",
         span["traceId"],
@@ -145,7 +147,7 @@ def span_record(
 
 
 def event_record(event: dict[str, Any]) -> Record:
-    return ("E", event["traceId"], event["kind"], json.dumps(event, default=str))
+    return ("E", event["traceId"], event["kind"], _json(event).decode())  # str: Redis msgpack has no binary
 
 
 def adjust_record(trace_id: str, *, open_delta: int = 0, failed_delta: int = 0) -> Record:
@@ -179,12 +181,9 @@ class TraceStore:
         where registering it with the pipeline would cost a SCRIPT EXISTS round trip every time)."""
         if not records:
             return
-        args: list[Any] = [self.feed_maxlen, self.logs_maxlen, len(records)]
-        for record in records:
-            assert len(record) <= _WIDTH, record  # the script reads records at fixed offsets
-            args.extend(record)
-            args.extend([""] * (_WIDTH - len(record)))
-        pipe.evalsha(self._apply.sha, 2, keys.FEED, keys.LOGS, *args)
+        batch = _pack(records)
+        args: list[Any] = [keys.FEED, keys.LOGS, self.feed_maxlen, self.logs_maxlen, batch]
+        pipe.evalsha(self._apply.sha, 2, *args)
 
     # single-record conveniences (tests, benchmarks, tools)
     def open_trace(
