@@ -7,8 +7,7 @@ read and wrote.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.asyncio import Redis
@@ -95,14 +94,6 @@ class State:
                     return new
                 except WatchError:
                     continue
-
-    @asynccontextmanager
-    async def lock(self, group: str, key: str, timeout_s: float = 30.0) -> AsyncIterator[None]:
-        """Hold a lock on one key across several operations (other holders wait)."""
-        async with self.redis.lock(
-            f"{keys.STATE}{group}:lock:{key}", timeout=timeout_s, blocking_timeout=timeout_s
-        ):
-            yield
 
     async def groups(self) -> list[str]:
         """Groups that hold at least one key."""
