@@ -4,7 +4,7 @@
 ensure_venv() {
   local extras="$1" python=""
   for candidate in python3.13 python3.12 python3.11 python3; do
-    if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
       python="$candidate"; break
     fi
   done
@@ -17,7 +17,11 @@ ensure_venv() {
   local stamp=".venv/.installed${extras}"
   if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "Installing workbench${extras} into .venv…"
-    .venv/bin/python -m pip install -q -e ".${extras}"
+    if ! .venv/bin/python -m pip install -q -e ".${extras}" > .venv/install.log 2>&1; then
+      cat .venv/install.log >&2
+      echo "Installing failed (the log is above, and in .venv/install.log)." >&2
+      exit 1
+    fi
     touch "$stamp"
   fi
 }
