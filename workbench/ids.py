@@ -1,9 +1,12 @@
 """Sortable identifiers: trace and span ids that order by creation time (ULID-style)."""
 
+import base64
 import os
 import time
 
-_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32 for the time part: it sorts
+_last_ms = -1
+_last_prefix = ""
 
 
 def _b32(value: int, length: int) -> str:
@@ -15,9 +18,12 @@ def _b32(value: int, length: int) -> str:
 
 
 def new_id(now_ms: int | None = None) -> str:
-    """A 26-character id: 48 bits of milliseconds, then 80 random bits."""
+    """A 26-character id: 48 bits of milliseconds (sortable), then 80 random bits."""
+    global _last_ms, _last_prefix
     ms = int(time.time() * 1000) if now_ms is None else now_ms
-    return _b32(ms, 10) + _b32(int.from_bytes(os.urandom(10), "big"), 16)
+    if ms != _last_ms:  # ids are made in bursts: the time part is worked out once per millisecond
+        _last_ms, _last_prefix = ms, _b32(ms, 10)
+    return _last_prefix + base64.b32encode(os.urandom(10)).decode()
 
 
 def now_ms() -> int:
