@@ -22,7 +22,6 @@ FEED = PREFIX + "feed"  # stream of live records for the UI (capped)
 DEAD = PREFIX + "dead"  # zset: dead letter id -> ms
 DEAD_LETTER = PREFIX + "dead:"  # + id: JSON record
 CRON_CLAIM = PREFIX + "cron-claim:"  # + step name + ":" + tick ms: one worker wins each tick
-CRON_RUNS = PREFIX + "cron-runs:"  # + step name: list of recent run summaries
 
 # liveness
 WORKERS = PREFIX + "workers"  # zset: worker id -> last heartbeat ms

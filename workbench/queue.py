@@ -25,7 +25,6 @@ import os
 import signal
 import socket
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Any
 from uuid import uuid4
 
@@ -365,7 +364,3 @@ def make_worker(
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def to_datetime_ms(value: datetime) -> int:
-    return int(value.timestamp() * 1000)

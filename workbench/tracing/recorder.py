@@ -49,7 +49,6 @@ class Recorder:
         self._inflight: dict[str, asyncio.Future[None]] = {}  # trace id -> the write carrying its records
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.dropped = 0
 
     @property
     def redis(self) -> Redis:
@@ -173,7 +172,9 @@ class Recorder:
         self._pending[:0] = records
         self._span_at = {r[2]: i for i, r in enumerate(self._pending) if r[0] == "S"}
         if len(self._pending) > 100_000:
-            self.dropped += len(self._pending) - 100_000
+            log.warning(
+                "dropping %d trace records: Redis has been away too long", len(self._pending) - 100_000
+            )
             del self._pending[: len(self._pending) - 100_000]
             self._span_at = {r[2]: i for i, r in enumerate(self._pending) if r[0] == "S"}
         self._wakeup.set()

@@ -207,14 +207,6 @@ class TraceStore:
             [span_record(span, open_delta=open_delta, failed_delta=failed_delta, error_delta=error_delta)],
         )
 
-    def add_event(self, pipe: Pipeline, event: dict[str, Any]) -> None:
-        self.apply(pipe, [event_record(event)])
-
-    def adjust_trace(
-        self, pipe: Pipeline, trace_id: str, *, open_delta: int = 0, failed_delta: int = 0
-    ) -> None:
-        self.apply(pipe, [adjust_record(trace_id, open_delta=open_delta, failed_delta=failed_delta)])
-
     # --- reads --------------------------------------------------------------------------------------
 
     async def get_trace(self, trace_id: str) -> dict[str, Any] | None:
