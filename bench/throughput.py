@@ -88,7 +88,7 @@ def timed_run(st: Stack, procs: list[Proc], queue: str, trace_ids: list[str]) ->
 
 
 async def run(quick: bool, logdir: Path, which: set[str]) -> list[Row]:
-    n, rounds = (1000, 1) if quick else (5000, 3)
+    n, rounds = (1000, 1) if quick else (5000, 5)
     configs = (["bare", "on1", "off1"] if "2" in which else []) + (["on2"] if "3" in which else [])
     configs = list(dict.fromkeys(configs or ["on1"]))
     if "on1" not in configs:

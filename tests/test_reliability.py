@@ -158,12 +158,22 @@ def test_a_job_whose_worker_is_sigkilled_runs_again_within_the_lease(
         print(f"\nrecovery after SIGKILL: {recovery:.2f} s")
 
 
-def test_sigterm_lets_running_jobs_finish(lab: Stack) -> None:
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def test_sigterm_lets_running_jobs_finish_and_waits_without_spinning(lab: Stack) -> None:
+    worker = lab.workers[0].popen
     with lab.client() as client:
-        trace_id = client.post("/fire/slow", json={"s": 1}).json()["traceId"]
+        trace_id = client.post("/fire/slow", json={"s": 2}).json()["traceId"]
         wait_until(lambda: any(s["status"] == "running" for s in spans(trace_of(client, trace_id), "Slow")))
-        lab.workers[0].popen.send_signal(signal.SIGTERM)
-        lab.workers[0].popen.wait(15)
+        worker.send_signal(signal.SIGTERM)
+        before = cpu_seconds(worker.pid)
+        time.sleep(1)  # the job still runs: the worker waits for it
+        waiting_cpu = cpu_seconds(worker.pid) - before
+        assert waiting_cpu < 0.3, f"a stopping worker used {waiting_cpu:.2f} s of CPU in 1 s of waiting"
+        worker.wait(15)
         trace = trace_of(client, trace_id)
         assert [s["status"] for s in spans(trace, "Slow")] == ["completed"]
         assert trace["status"] == "completed"

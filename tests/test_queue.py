@@ -1,0 +1,105 @@
+"""The queue door against a real Redis: jobs are claimed and read in one call, their endings are
+written in batches, and nothing is lost when a run cannot finish."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from workbench import queue
+
+
+async def enqueue(redis_url: str, payloads: list[dict[str, Any]]) -> list[str]:
+    client = Redis.from_url(redis_url)
+    ids = [queue.new_job_id() for _ in payloads]
+    async with client.pipeline(transaction=True) as pipe:
+        for job_id, payload in zip(ids, payloads, strict=True):
+            queue.add_job(pipe, payload, job_id=job_id)
+        await pipe.execute()
+    await client.aclose()
+    return ids
+
+
+async def run_until_empty(redis_url: str, runner: queue.JobRunner, concurrency: int = 5) -> None:
+    worker = queue.make_worker(
+        redis_url,
+        run_job=runner,
+        concurrency=concurrency,
+        poll_delay_s=0.05,
+        lease_s=5,
+        grace_s=1,
+        max_timeout_s=5,
+        burst=True,
+        handle_signals=False,
+    )
+    try:
+        await worker.async_run()
+    finally:
+        await worker.close()
+
+
+async def test_each_job_runs_once_with_its_payload_and_leaves_no_keys_behind(redis_url: str) -> None:
+    ids = await enqueue(redis_url, [{"i": i} for i in range(60)])
+    runs: list[tuple[int, str, int]] = []
+
+    async def runner(payload: dict[str, Any], info: queue.JobInfo) -> None:
+        runs.append((payload["i"], info.job_id, info.try_number))
+
+    await run_until_empty(redis_url, runner, concurrency=7)
+    assert sorted(runs) == sorted((i, job_id, 1) for i, job_id in enumerate(ids))
+    client = Redis.from_url(redis_url)
+    leftovers = [k async for k in client.scan_iter("arq:*")] + [k async for k in client.scan_iter("wb:*")]
+    await client.aclose()
+    assert leftovers == []
+
+
+async def test_a_delay_from_the_runner_runs_the_job_again_after_it(redis_url: str) -> None:
+    await enqueue(redis_url, [{"i": 0}])
+    starts: list[tuple[int, float]] = []
+
+    async def runner(payload: dict[str, Any], info: queue.JobInfo) -> float | None:
+        starts.append((info.try_number, time.monotonic()))
+        return 0.3 if info.try_number == 1 else None
+
+    await run_until_empty(redis_url, runner)
+    assert [run for run, _ in starts] == [1, 2]
+    assert starts[1][1] - starts[0][1] >= 0.3
+
+
+async def test_a_runner_that_breaks_gets_its_job_run_again_not_dropped(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    await enqueue(redis_url, [{"i": 0}])
+    runs: list[int] = []
+
+    async def runner(payload: dict[str, Any], info: queue.JobInfo) -> None:
+        runs.append(info.try_number)
+        if info.try_number == 1:
+            raise ConnectionError("Redis went away while dead-lettering")
+
+    with caplog.at_level(logging.ERROR, logger="workbench.queue"):
+        await run_until_empty(redis_url, runner)
+    assert runs == [1, 2]
+    assert "could not be run; it runs again in 2 s" in caplog.text
+
+
+async def test_a_job_whose_data_expired_is_removed_with_a_warning(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = Redis.from_url(redis_url)
+    await client.zadd(queue.QUEUE, {"gone": time.time() * 1000})
+    called: list[str] = []
+
+    async def runner(payload: dict[str, Any], info: queue.JobInfo) -> None:
+        called.append(info.job_id)
+
+    with caplog.at_level(logging.WARNING, logger="workbench.queue"):
+        await run_until_empty(redis_url, runner)
+    assert called == []
+    assert await client.zcard(queue.QUEUE) == 0
+    await client.aclose()
+    assert "job gone expired before it could run" in caplog.text
