@@ -11,7 +11,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import WatchError
 
 from . import keys
 from .tracing.recorder import current_scope
@@ -27,11 +26,24 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
 
 
+# KEYS: the group's hash. ARGV: key, whether a value was read ("1") or not ("0"), the value read,
+# the new value. Writes and returns 1 only if the key still holds what was read.
+_COMPARE_AND_SET = """
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if (ARGV[2] == '0' and current == false) or (ARGV[2] == '1' and current == ARGV[3]) then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
+  return 1
+end
+return 0
+"""
+
+
 class State:
     def __init__(self, redis: Redis) -> None:
         # redis-py types each command as "Awaitable[T] | T" (one signature for sync and async)
         self.redis: Any = redis
         self._listed: set[str] = set()  # groups this process has already added to the group list
+        self._compare_and_set = redis.register_script(_COMPARE_AND_SET)
 
     async def _list_group(self, group: str) -> None:
         """Name the group in the list of groups once per process (a list only ever grows;
@@ -72,28 +84,24 @@ class State:
 
     async def update(self, group: str, key: str, change: Callable[[Any], Awaitable[Any] | Any]) -> Any:
         """Read, change and write one value with no lost update: `change(old)` returns the new value
-        (or `None` to leave it as it is) and is run again if another writer got there first."""
+        (or `None` to leave it as it is) and is run again if another writer changed this key first.
+
+        The write is a compare-and-set on this key alone (a script), not a WATCH on the group's
+        hash: writers of other keys in the group (every pet in `pets`) do not make it start over."""
         _record("update", group, key)
         name = keys.STATE + group
         while True:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                try:
-                    await pipe.watch(name)
-                    raw = await pipe.hget(name, key)
-                    old = None if raw is None else json.loads(raw)
-                    new = change(old)
-                    if hasattr(new, "__await__"):
-                        new = await new
-                    if new is None:
-                        await pipe.unwatch()
-                        return old
-                    pipe.multi()
-                    pipe.hset(name, key, _dumps(new))
-                    await pipe.execute()
-                    await self._list_group(group)
-                    return new
-                except WatchError:
-                    continue
+            raw = await self.redis.hget(name, key)
+            old = None if raw is None else json.loads(raw)
+            new = change(old)
+            if hasattr(new, "__await__"):
+                new = await new
+            if new is None:
+                return old
+            expected = ["0", ""] if raw is None else ["1", raw]
+            if await self._compare_and_set(keys=[name], args=[key, *expected, _dumps(new)]):
+                await self._list_group(group)
+                return new
 
     async def groups(self) -> list[str]:
         """Groups that hold at least one key."""
