@@ -3,7 +3,10 @@ written in batches, and nothing is lost when a run cannot finish."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import random
 import time
 from typing import Any
 
@@ -24,12 +27,14 @@ async def enqueue(redis_url: str, payloads: list[dict[str, Any]]) -> list[str]:
     return ids
 
 
-async def run_until_empty(redis_url: str, runner: queue.JobRunner, concurrency: int = 5) -> None:
+async def run_until_empty(
+    redis_url: str, runner: queue.JobRunner, concurrency: int = 5, poll_delay_s: float = 0.05
+) -> None:
     worker = queue.make_worker(
         redis_url,
         run_job=runner,
         concurrency=concurrency,
-        poll_delay_s=0.05,
+        poll_delay_s=poll_delay_s,
         lease_s=5,
         grace_s=1,
         max_timeout_s=5,
@@ -55,6 +60,62 @@ async def test_each_job_runs_once_with_its_payload_and_leaves_no_keys_behind(red
     leftovers = [k async for k in client.scan_iter("arq:*")] + [k async for k in client.scan_iter("wb:*")]
     await client.aclose()
     assert leftovers == []
+
+
+async def run_until(redis_url: str, runner: queue.JobRunner, done: asyncio.Event, seconds: float) -> None:
+    """A long-running worker with a 5 s poll delay, until `done` (or fail after `seconds`)."""
+    worker = queue.make_worker(
+        redis_url,
+        run_job=runner,
+        concurrency=5,
+        poll_delay_s=5,
+        lease_s=5,
+        grace_s=1,
+        max_timeout_s=5,
+        handle_signals=False,
+    )
+    task = asyncio.create_task(worker.async_run())
+    try:
+        await asyncio.wait_for(done.wait(), seconds)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await worker.close()
+
+
+async def test_a_worker_with_due_jobs_never_sleeps_its_poll_delay(redis_url: str) -> None:
+    # no wake-up arrives (the jobs were queued before the worker subscribed): only a worker that
+    # wrongly thinks nothing is due would wait its 5 s poll delay
+    await enqueue(redis_url, [{"i": i} for i in range(300)])
+    ran: list[int] = []
+    done = asyncio.Event()
+
+    async def runner(payload: dict[str, Any], info: queue.JobInfo) -> None:
+        await asyncio.sleep(random.random() * 0.003)  # jobs end at scattered moments, some mid-poll
+        ran.append(payload["i"])
+        if len(ran) == 300:
+            done.set()
+
+    await run_until(redis_url, runner, done, 4)
+    assert sorted(ran) == list(range(300))
+
+
+async def test_an_idle_worker_runs_a_retry_when_it_falls_due_not_at_its_next_poll(redis_url: str) -> None:
+    await enqueue(redis_url, [{"i": 0}])
+    starts: list[float] = []
+    done = asyncio.Event()
+
+    async def runner(payload: dict[str, Any], info: queue.JobInfo) -> float | None:
+        starts.append(time.monotonic())
+        if info.try_number == 1:
+            await asyncio.sleep(0.2)  # meanwhile the worker, with nothing else due, goes idle
+            return 0.3
+        done.set()
+        return None
+
+    await run_until(redis_url, runner, done, 4)
+    assert 0.5 <= starts[1] - starts[0] < 2
 
 
 async def test_a_delay_from_the_runner_runs_the_job_again_after_it(redis_url: str) -> None:

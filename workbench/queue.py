@@ -177,6 +177,9 @@ class StepWorker(Worker):
         self._pubsub: Any = None
         self._claim: Any = None
         self._looked = False  # whether the last poll had room to take jobs
+        # jobs the last poll claimed (not arq's _jobs_started() difference: a finished task is
+        # counted both as complete and, until the poll removes it, as a task)
+        self._claimed = 0
         self._endings: list[Callable[[Pipeline], None]] = []  # job endings waiting for the next batch
         self._endings_written: asyncio.Future[None] | None = None
         self._ending_writer: asyncio.Task[None] | None = None
@@ -185,6 +188,7 @@ class StepWorker(Worker):
         """arq's poll iteration, with due jobs found, claimed and read by one script call."""
         free = self.max_jobs - self.job_counter
         self._looked = self.allow_pick_jobs and free > 0
+        self._claimed = 0
         if self._looked:
             if self._claim is None:
                 self._claim = self.pool.register_script(_CLAIM)
@@ -194,6 +198,7 @@ class StepWorker(Worker):
                 keys=[self.queue_name],
                 args=[now_ms(), lease_ms, free, self.queue_read_limit, *prefixes],
             )
+            self._claimed = len(flat) // CLAIM_FIELDS
             for i in range(0, len(flat), CLAIM_FIELDS):
                 job_id = flat[i].decode()
                 score, raw, run, interrupted = flat[i + 1 : i + CLAIM_FIELDS]
@@ -255,6 +260,7 @@ class StepWorker(Worker):
             else:
                 pipe.zadd(self.queue_name, {job_id: now_ms() + int(retry_in_s * 1000)}, xx=True)
                 pipe.delete(lease)
+                add_wake(pipe)  # an idle worker works out its sleep again: this retry may be first
 
         self._endings.append(build)
         if self._endings_written is None:
@@ -311,16 +317,14 @@ class StepWorker(Worker):
                         self._pubsub = self.pool.pubsub()
                         await self._pubsub.subscribe(WAKE_CHANNEL)
                     self._slot_free.clear()  # before looking: a job ending from now on wakes us
-                    started_before = self._jobs_started()
                     await self._poll_iteration()
-                    started = self._jobs_started() - started_before
                     if self.burst and await self._burst_done():
                         return
                     if self.job_counter >= self.max_jobs or not self.allow_pick_jobs:
                         # full, or stopping (SIGTERM): look again as soon as a job ends
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(self._slot_free.wait(), self.poll_delay_s)
-                    elif started == 0 and self._looked:
+                    elif self._claimed == 0 and self._looked:
                         # we had room and found nothing due: sleep until work arrives
                         await self._wait_for_work()
                     if backoff > 0.1:
@@ -352,7 +356,8 @@ class StepWorker(Worker):
 
     async def _wait_for_work(self) -> None:
         """Until a job is enqueued, a deferred job falls due, or the poll delay passes."""
-        timeout = self.poll_delay_s
+        # a burst run ends once a poll finds the queue empty: look often rather than sleep past it
+        timeout = min(self.poll_delay_s, 0.05) if self.burst else self.poll_delay_s
         due = await self.pool.zrangebyscore(
             self.queue_name, f"({now_ms()}", "+inf", start=0, num=1, withscores=True
         )
