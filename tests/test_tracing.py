@@ -292,3 +292,40 @@ def test_span_json_has_every_field_in_camel_case() -> None:
     span = Span(id="s", trace_id="t", step="S", kind="event")
     camel = {f.name.split("_")[0] + "".join(p.title() for p in f.name.split("_")[1:]) for f in fields(Span)}
     assert set(span.to_json()) == camel
+
+
+async def test_the_failed_filter_has_an_index_of_its_own_that_retries_and_retention_keep_true(
+    settings: Settings, registry: Registry
+) -> None:
+    from workbench import keys
+    from workbench.runtime import Runtime
+    from workbench.tracing.store import adjust_record, trace_record
+
+    runtime = Runtime(settings, registry)
+    try:
+        store = runtime.store
+        records = []
+        for i in range(300):  # completed traces, newer than the first failure
+            records += [trace_record(f"ok{i:03}", start=1000 + i, entry="E", kind="api", label="ok", open_=1)]
+            records += [adjust_record(f"ok{i:03}", open_delta=-1)]
+        for tid, start, open_ in (("bad1", 500, 1), ("bad2", 2000, 1), ("bad3", 3000, 2)):
+            records += [trace_record(tid, start=start, entry="E", kind="api", label="bad", open_=open_)]
+            records += [adjust_record(tid, open_delta=-1, failed_delta=1)]
+        await store.ensure_scripts()
+        async with runtime.redis.pipeline(transaction=False) as pipe:
+            store.apply(pipe, records)
+            await pipe.execute()
+
+        # a budget of 10 would never reach bad1 behind 300 newer traces in the time index
+        failed, cursor = await store.list_traces(status="failed", scan_budget=10)
+        assert [t["id"] for t in failed] == ["bad2", "bad1"] and cursor is None  # bad3 still runs
+
+        async with runtime.redis.pipeline(transaction=False) as pipe:  # bad2's dead letter retried: ok
+            store.apply(pipe, [adjust_record("bad2", failed_delta=-1)])
+            await pipe.execute()
+        assert [t["id"] for t in (await store.list_traces(status="failed"))[0]] == ["bad1"]
+
+        assert await store.enforce_retention(max_traces=302, max_age_s=10**11) == 1  # bad1 is the oldest
+        assert await runtime.redis.zrange(keys.FAILED_TRACES, 0, -1) == ["bad3"]  # failed, still running
+    finally:
+        await runtime.redis.aclose()

@@ -86,7 +86,15 @@ for _, tid in ipairs(order) do
   local t = touched[tid]
   local trace = 'wb:trace:' .. tid
   if t.open ~= 0 then redis.call('HINCRBY', trace, 'open', t.open) end
-  if t.failed ~= 0 then redis.call('HINCRBY', trace, 'failed', t.failed) end
+  if t.failed ~= 0 then
+    -- the index behind ?status=failed: traces with a final failure (a retried dead letter leaves it)
+    if redis.call('HINCRBY', trace, 'failed', t.failed) > 0 then
+      local start = redis.call('HGET', trace, 'start') or string.format('%d', t.ts)
+      redis.call('ZADD', 'wb:traces:failed', 'NX', start, tid)
+    else
+      redis.call('ZREM', 'wb:traces:failed', tid)
+    end
+  end
   if t.errors ~= 0 then redis.call('HINCRBY', trace, 'errors', t.errors) end
   if t.err ~= '' then redis.call('HSET', trace, 'error', t.err) end
   local e = tonumber(redis.call('HGET', trace, 'end') or '0')
@@ -110,6 +118,7 @@ return #records
 APPLY = (
     _APPLY.replace("'wb:trace:'", repr(keys.TRACE))
     .replace("'wb:traces'", repr(keys.TRACES))
+    .replace("'wb:traces:failed'", repr(keys.FAILED_TRACES))
     .replace("'wb:spans:'", repr(keys.SPANS))
     .replace("'wb:events:'", repr(keys.EVENTS))
 )
@@ -257,11 +266,13 @@ class TraceStore:
             max_score = int(ms) if until is None else min(int(ms), until)
         min_score: float | str = since if since is not None else "-inf"
         needle = q.lower() if q else None
+        # failed traces have an index of their own: a rare status is not searched for among all
+        index = keys.FAILED_TRACES if status == "failed" else keys.TRACES
         found: list[dict[str, Any]] = []
         offset, scanned, chunk = 0, 0, max(limit * 2, 100)
         while len(found) < limit and scanned < scan_budget:
             ids = await self.redis.zrevrangebyscore(
-                keys.TRACES, max_score, min_score, start=offset, num=chunk, withscores=True
+                index, max_score, min_score, start=offset, num=chunk, withscores=True
             )
             if not ids:
                 return found, None
@@ -382,4 +393,5 @@ class TraceStore:
                     _logids_key(trace_id),
                 )
             pipe.zrem(keys.TRACES, *trace_ids)
+            pipe.zrem(keys.FAILED_TRACES, *trace_ids)
             await pipe.execute()
