@@ -15,10 +15,11 @@ import httpx
 from redis.asyncio import Redis
 
 from workbench.ids import new_id
+from workbench.keys import FAILED_INDEXED
 from workbench.tracing.records import Span
 from workbench.tracing.store import TraceStore
 
-from .procs import BENCH_STEPS, Stack
+from .procs import BENCH_STEPS, Stack, wait_until
 from .report import Row, pct
 
 REQUESTS = 200
@@ -72,6 +73,8 @@ async def run(quick: bool, logdir: Path) -> list[Row]:
         stored = st.redis.zcard("wb:traces")
         memory = st.used_memory_mb()
         _, url = st.web(BENCH_STEPS, WORKBENCH_RETENTION_TRACES=10 * n)
+        # steady state: after the web's one-time pass indexing failed traces stored before it ran
+        await wait_until(lambda: st.redis.exists(FAILED_INDEXED), 30, 0.2)
         async with httpx.AsyncClient(base_url=url, timeout=30) as client:
             api = await timings(client, "/_workbench/api/traces?limit=50")
             rows_returned = len((await client.get("/_workbench/api/traces?limit=50")).json()["traces"])

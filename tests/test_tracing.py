@@ -294,7 +294,7 @@ def test_span_json_has_every_field_in_camel_case() -> None:
     assert set(span.to_json()) == camel
 
 
-async def test_the_failed_filter_has_an_index_of_its_own_that_retries_and_retention_keep_true(
+async def test_the_failed_filter_has_an_index_kept_true_by_retries_retention_and_upgrades(
     settings: Settings, registry: Registry
 ) -> None:
     from workbench import keys
@@ -324,6 +324,12 @@ async def test_the_failed_filter_has_an_index_of_its_own_that_retries_and_retent
             store.apply(pipe, [adjust_record("bad2", failed_delta=-1)])
             await pipe.execute()
         assert [t["id"] for t in (await store.list_traces(status="failed"))[0]] == ["bad1"]
+
+        # traces stored before the index existed are indexed once
+        await runtime.redis.delete(keys.FAILED_TRACES)
+        assert await store.index_failed_traces(chunk=7) == 2
+        assert [t["id"] for t in (await store.list_traces(status="failed"))[0]] == ["bad1"]
+        assert await store.index_failed_traces() == 0  # done: a marker says so
 
         assert await store.enforce_retention(max_traces=302, max_age_s=10**11) == 1  # bad1 is the oldest
         assert await runtime.redis.zrange(keys.FAILED_TRACES, 0, -1) == ["bad3"]  # failed, still running

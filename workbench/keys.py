@@ -13,6 +13,7 @@ STATE_GROUPS = PREFIX + "state-groups"  # set of group names
 # traces and logs
 TRACES = PREFIX + "traces"  # zset: trace id -> start ms (the time index)
 FAILED_TRACES = PREFIX + "traces:failed"  # zset: the same, for traces with a final failure
+FAILED_INDEXED = PREFIX + "traces:failed:indexed"  # set once traces stored before that index are in it
 TRACE = PREFIX + "trace:"  # + id: hash with the trace summary
 SPANS = PREFIX + "spans:"  # + trace id: hash span id -> span JSON
 EVENTS = PREFIX + "events:"  # + trace id: list of span events (logs, emits, state ops), in order

@@ -87,6 +87,8 @@ class Runtime:
         while True:
             await asyncio.sleep(5 + random.random() * 5)
             try:
+                if indexed := await self.store.index_failed_traces():
+                    log.info("indexed %d failed traces stored by an earlier version", indexed)
                 removed = await self.store.enforce_retention(
                     max_traces=self.settings.retention_traces, max_age_s=self.settings.retention_age_s
                 )

@@ -364,6 +364,24 @@ class TraceStore:
 
     # --- retention -----------------------------------------------------------------------------------
 
+    async def index_failed_traces(self, chunk: int = 1000) -> int:
+        """Put traces stored before the failed-trace index existed into it (once per Redis: a marker
+        records it). Returns how many were added."""
+        if await self.redis.exists(keys.FAILED_INDEXED):
+            return 0
+        added, offset = 0, 0
+        while ids := await self.redis.zrange(keys.TRACES, offset, offset + chunk - 1, withscores=True):
+            offset += len(ids)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for trace_id, _ in ids:
+                    pipe.hget(keys.TRACE + trace_id, "failed")
+                counts = await pipe.execute()
+            failed = {tid: score for (tid, score), n in zip(ids, counts, strict=True) if int(n or 0) > 0}
+            if failed:
+                added += await self.redis.zadd(keys.FAILED_TRACES, failed, nx=True)
+        await self.redis.set(keys.FAILED_INDEXED, "1")
+        return added
+
     async def enforce_retention(self, *, max_traces: int, max_age_s: int) -> int:
         """Delete the oldest traces beyond the count and age limits, with their spans, events and logs."""
         doomed: list[str] = []
