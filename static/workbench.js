@@ -38,16 +38,26 @@
     tpl.innerHTML = "<table><tbody>" + chunks.join("") + "</tbody></table>";
     var rows = tpl.content.querySelectorAll("tbody > tr");
     var cap = parseInt(list.dataset.liveList || "300", 10);
-    for (var i = 0; i < rows.length; i++) {
+    var fresh = [];  // rows not in the list yet, newest first
+    var seen = new Set();  // a row updated twice in one batch: its newest version wins
+    for (var i = rows.length - 1; i >= 0; i--) {
       var row = rows[i];
-      var old = row.id ? document.getElementById(row.id) : null;
-      if (old && old.parentNode === list) {
-        old.replaceWith(row);
-      } else {
-        row.classList.add("flash");
-        list.insertBefore(row, list.firstChild);
+      if (row.id) {
+        if (seen.has(row.id)) continue;
+        seen.add(row.id);
       }
+      var old = row.id ? document.getElementById(row.id) : null;
+      if (old && old.parentNode === list) old.replaceWith(row);
+      else fresh.push(row);
     }
+    // in a burst, rows beyond the cap would be cut at once: never insert them; nor flash row by row
+    fresh = fresh.slice(0, cap);
+    var added = document.createDocumentFragment();  // one insertion for the whole batch
+    fresh.forEach(function (row) {
+      if (fresh.length < 50) row.classList.add("flash");
+      added.appendChild(row);
+    });
+    list.insertBefore(added, list.firstChild);
     while (list.children.length > cap) list.removeChild(list.lastElementChild);
     var empty = document.getElementById(list.id + "-empty");
     if (empty && list.children.length) empty.remove();
