@@ -523,6 +523,15 @@ def test_burst_of_log_lines_keeps_page_responsive(burst_stack: Stack, open_ui: C
     expect(page.locator(".live-controls")).to_contain_text(f"latest {cap} kept")
     assert cap == 300
 
+    # the page's own main thread: the longest task it ran while the lines arrived (Long Tasks API)
+    page.evaluate(
+        """window.wbLongest = 0;
+           new PerformanceObserver(function (list) {
+             list.getEntries().forEach(function (e) {
+               window.wbLongest = Math.max(window.wbLongest, e.duration);
+             });
+           }).observe({type: "longtask"});"""
+    )
     started = time.monotonic()
     with stack.client(headers=WORKBENCH_HEADERS) as c:
         r = c.post("/_workbench/api/emit", json={"topic": "burst.start", "data": {"lines": 500}})
@@ -539,7 +548,13 @@ def test_burst_of_log_lines_keeps_page_responsive(burst_stack: Stack, open_ui: C
         slowest = max(slowest, time.monotonic() - t0)
         page.wait_for_timeout(50)
     took = time.monotonic() - started
-    assert slowest < 1, f"the page took {slowest:.2f}s to answer while lines arrived"
+    longest_ms = page.evaluate("window.wbLongest")
+    print(f"\nlongest main-thread task {longest_ms:.0f} ms, slowest answer {slowest:.2f} s")
+    # measured here: 80-290 ms (the batch inserted at once), 370-480 ms before (row by row)
+    assert longest_ms < 1000, f"the page's main thread was busy for {longest_ms:.0f} ms at a stretch"
+    # the round trip from this test to the page also waits for the CPU that the servers, Redis and
+    # the browser share on a 2-core machine: only a frozen page would take seconds
+    assert slowest < 3, f"the page took {slowest:.2f}s to answer while lines arrived"
     assert took < 10, f"took {took:.1f}s"
 
     wait_trace(stack, trace_id)
