@@ -27,10 +27,10 @@ async def enqueue(redis_url: str, payloads: list[dict[str, Any]]) -> list[str]:
     return ids
 
 
-async def run_until_empty(
-    redis_url: str, runner: queue.JobRunner, concurrency: int = 5, poll_delay_s: float = 0.05
-) -> None:
-    worker = queue.make_worker(
+def make_test_worker(
+    redis_url: str, runner: queue.JobRunner, *, concurrency: int = 5, poll_delay_s: float = 0.05, burst: bool
+) -> queue.StepWorker:
+    return queue.make_worker(
         redis_url,
         run_job=runner,
         concurrency=concurrency,
@@ -38,8 +38,16 @@ async def run_until_empty(
         lease_s=5,
         grace_s=1,
         max_timeout_s=5,
-        burst=True,
+        burst=burst,
         handle_signals=False,
+    )
+
+
+async def run_until_empty(
+    redis_url: str, runner: queue.JobRunner, concurrency: int = 5, poll_delay_s: float = 0.05
+) -> None:
+    worker = make_test_worker(
+        redis_url, runner, concurrency=concurrency, poll_delay_s=poll_delay_s, burst=True
     )
     try:
         await worker.async_run()
@@ -64,16 +72,7 @@ async def test_each_job_runs_once_with_its_payload_and_leaves_no_keys_behind(red
 
 async def run_until(redis_url: str, runner: queue.JobRunner, done: asyncio.Event, seconds: float) -> None:
     """A long-running worker with a 5 s poll delay, until `done` (or fail after `seconds`)."""
-    worker = queue.make_worker(
-        redis_url,
-        run_job=runner,
-        concurrency=5,
-        poll_delay_s=5,
-        lease_s=5,
-        grace_s=1,
-        max_timeout_s=5,
-        handle_signals=False,
-    )
+    worker = make_test_worker(redis_url, runner, poll_delay_s=5, burst=False)
     task = asyncio.create_task(worker.async_run())
     try:
         await asyncio.wait_for(done.wait(), seconds)
