@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from workbench.registry import Registry, discover
-from workbench.steps import ApiStep, CronStep, EventStep, NoopStep, RetryPolicy, StepError
+from workbench.step_config import ApiStep, CronStep, EventStep, NoopStep, RetryPolicy, StepError
 
 from .conftest import PET_STEPS, write_step
 

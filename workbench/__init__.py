@@ -4,7 +4,7 @@ from .context import Context, StepLogger, UndeclaredEmitError
 from .http import ApiRequest, ApiResponse
 from .registry import Registry, discover
 from .settings import Settings
-from .steps import RetryPolicy, StepError
+from .step_config import RetryPolicy, StepError
 
 __all__ = [
     "ApiRequest",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .registry import Registry, discover
 from .settings import Settings
-from .steps import ApiStep, CronStep, EventStep, StepError
+from .step_config import ApiStep, CronStep, EventStep, StepError
 
 
 def _load(settings: Settings) -> Registry:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from .state import State
 
 if TYPE_CHECKING:
-    from .steps import Step
+    from .step_config import Step
 
 
 class UndeclaredEmitError(RuntimeError):

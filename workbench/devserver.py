@@ -14,7 +14,7 @@ from pathlib import Path
 from .redis_server import RedisServer, port_is_free, resolve, wait_for_port
 from .registry import discover
 from .settings import Settings
-from .steps import StepError
+from .step_config import StepError
 
 STOP_WAIT_S = 2.0
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .steps import ApiStep, CronStep, EventStep, Step, StepError, build_step
+from .step_config import ApiStep, CronStep, EventStep, Step, StepError, build_step
 
 STEP_GLOB = "**/*_step.py"
 

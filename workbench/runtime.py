@@ -23,7 +23,7 @@ from .ids import new_id, now_ms
 from .registry import Registry
 from .settings import Settings
 from .state import State
-from .steps import CronStep, EventStep, Step
+from .step_config import CronStep, EventStep, Step
 from .tracing.recorder import Recorder, SpanScope, current_scope, install_span_capture
 from .tracing.records import Span, error_info
 from .tracing.store import TraceStore, adjust_record, span_record

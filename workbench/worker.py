@@ -8,7 +8,7 @@ from .queue import make_worker
 from .registry import Registry
 from .runtime import Runtime
 from .settings import Settings
-from .steps import CronStep, EventStep
+from .step_config import CronStep, EventStep
 
 log = logging.getLogger("workbench.worker")
 

@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 from ..http import ApiRequest, as_response
 from ..ids import new_id, now_ms
 from ..runtime import Runtime
-from ..steps import ApiStep
+from ..step_config import ApiStep
 from ..tracing.recorder import current_scope
 from ..tracing.records import Span, error_info
 

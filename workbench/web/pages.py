@@ -22,7 +22,7 @@ from sse_starlette import ServerSentEvent
 from ..ids import now_ms
 from ..registry import Registry
 from ..runtime import Runtime
-from ..steps import ApiStep, CronStep
+from ..step_config import ApiStep, CronStep
 from ..tracing.feed import FeedRecord
 from ..tracing.store import LEVELS
 from . import views

@@ -13,7 +13,7 @@ from itertools import pairwise
 from typing import Any
 
 from ..registry import Registry
-from ..steps import ApiStep, CronStep, EventStep, Step
+from ..step_config import ApiStep, CronStep, EventStep, Step
 
 # --- formatting -------------------------------------------------------------------------------------
 

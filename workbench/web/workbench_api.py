@@ -15,7 +15,7 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 from ..ids import now_ms
 from ..queue import queue_stats
 from ..runtime import Runtime
-from ..steps import ApiStep, CronStep, EventStep, NoopStep, Step
+from ..step_config import ApiStep, CronStep, EventStep, NoopStep, Step
 
 Limit = Annotated[int, QueryParameter(ge=1, le=500)]
 Cursor = Annotated[str | None, QueryParameter(max_length=200, pattern=r"^[0-9A-Za-z:\-]*$")]
