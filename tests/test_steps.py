@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
 import sys
@@ -65,7 +66,8 @@ def assert_names(exc: StepError, file: Path, key: str | None) -> None:
         assert f"config[{key!r}]" in text
     else:
         assert "config[" not in text
-    assert text == f"{file}: config[{key!r}]: {exc.reason}" if key else f"{file}: {exc.reason}"
+    expected = f"{file}: {exc.reason}" if key is None else f"{file}: config[{key!r}]: {exc.reason}"
+    assert text == expected
 
 
 # --- StepError itself ------------------------------------------------------------------------------------
@@ -186,14 +188,21 @@ def test_timeout_invalid(tmp_path: Path, kind: str, timeout: object) -> None:
     assert "must be a number ≥ 0.001" in exc.reason
 
 
-@pytest.mark.parametrize("key", ["timeout", "retries"])
-def test_nan_is_not_a_number_of_seconds(tmp_path: Path, key: str) -> None:
-    value = "math.nan" if key == "timeout" else "{'backoff': math.nan}"
-    write_step(
+@pytest.mark.parametrize(
+    ("key", "value", "reason"),
+    [
+        ("timeout", "math.nan", "must be a number ≥ 0.001, got nan"),
+        ("retries", "{'backoff': math.nan}", "must be a number ≥ 0, got nan"),
+    ],
+)
+def test_nan_is_not_a_number_of_seconds(tmp_path: Path, key: str, value: str, reason: str) -> None:
+    file = write_step(
         tmp_path, "broken", f"import math\n\nconfig = {{**{EVENT!r}, {key!r}: {value}}}\n\n\n{EVENT_HANDLER}"
     )
-    with pytest.raises(StepError, match=key):
+    with pytest.raises(StepError) as info:
         discover(tmp_path)
+    assert_names(info.value, file, key)
+    assert reason in info.value.reason
 
 
 @pytest.mark.parametrize("kind", ["event", "cron"])
@@ -244,9 +253,10 @@ def test_cron_not_a_string(tmp_path: Path) -> None:
 
 
 def test_cron_that_never_fires_is_refused(tmp_path: Path) -> None:
-    write_step(tmp_path, "broken", source({**CRON, "cron": "0 0 30 2 *"}))
-    with pytest.raises(StepError, match="cron"):
-        discover(tmp_path)
+    # (not `match="cron"`: the tmp_path of this test has "cron" in it, so that would always match)
+    exc, file = broken(tmp_path, {**CRON, "cron": "0 0 30 2 *"})
+    assert_names(exc, file, "cron")
+    assert "'0 0 30 2 *'" in exc.reason
 
 
 @pytest.mark.parametrize("zone", ["Mars/Base", "Europe/berlin", "UTC+1"])
@@ -509,7 +519,9 @@ def test_pet_app_steps(pets: Registry) -> None:
     assert all(
         s.file.parent == PET_STEPS.resolve() / "pets" and s.file.name.endswith("_step.py") for s in pets
     )
-    assert all(s.handler is not None for s in pets)
+    for step in pets:  # each step's handler is the `handler` of its own file, as imported
+        module = sys.modules[f"workbench_steps.pets.{step.file.stem}"]
+        assert step.handler is module.handler and inspect.iscoroutinefunction(step.handler)
 
 
 def test_pet_app_routes(pets: Registry) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .registry import Registry, discover
 from .settings import Settings
-from .step_config import ApiStep, CronStep, EventStep, StepError
+from .step_config import StepError
 
 
 def _load(settings: Settings) -> Registry:
@@ -122,15 +122,9 @@ def cmd_steps(args: argparse.Namespace) -> int:
     registry = _load(_settings(args))
     rows = [("NAME", "KIND", "TRIGGER", "EMITS")]
     for step in registry:
-        if isinstance(step, ApiStep):
-            trigger = f"{step.method} {step.path}"
-        elif isinstance(step, EventStep):
-            trigger = ", ".join(step.subscribes)
-        elif isinstance(step, CronStep):
-            trigger = f"cron {step.cron}"
-        else:
-            trigger = ", ".join(step.virtual_subscribes) or "-"
-        rows.append((step.name, step.kind, trigger, ", ".join(step.emits + step.virtual_emits) or "-"))
+        rows.append(
+            (step.name, step.kind, step.trigger_label(), ", ".join(step.emits + step.virtual_emits) or "-")
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for row in rows:
         print("  ".join(cell.ljust(widths[i]) if i < 3 else cell for i, cell in enumerate(row)))

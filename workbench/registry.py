@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .step_config import ApiStep, CronStep, EventStep, Step, StepError, build_step
+from .step_config import ApiStep, BackgroundStep, CronStep, EventStep, Step, StepError, build_step
 
 STEP_GLOB = "**/*_step.py"
 
@@ -22,7 +22,7 @@ STEP_GLOB = "**/*_step.py"
 class Registry:
     steps_dir: Path
     steps: dict[str, Step] = field(default_factory=dict)
-    subscribers: dict[str, list[EventStep]] = field(default_factory=lambda: defaultdict(list))
+    subscribers: dict[str, list[Step]] = field(default_factory=lambda: defaultdict(list))
 
     def add(self, step: Step) -> None:
         if step.name in self.steps:
@@ -37,9 +37,8 @@ class Registry:
                         f"{step.method} {step.path} is already served by {existing.name} ({existing.file})",
                     )
         self.steps[step.name] = step
-        if isinstance(step, EventStep):
-            for topic in step.subscribes:
-                self.subscribers[topic].append(step)
+        for topic in step.subscriptions():
+            self.subscribers[topic].append(step)
 
     def __iter__(self) -> Iterator[Step]:
         return iter(self.steps.values())
@@ -59,7 +58,11 @@ class Registry:
     def cron_steps(self) -> list[CronStep]:
         return [s for s in self.steps.values() if isinstance(s, CronStep)]
 
-    def subscribers_of(self, topic: str) -> list[EventStep]:
+    def background_steps(self) -> list[BackgroundStep]:
+        """Steps whose runs are queued jobs (what a worker runs, what can become a dead letter)."""
+        return [s for s in self.steps.values() if isinstance(s, BackgroundStep)]
+
+    def subscribers_of(self, topic: str) -> list[Step]:
         return list(self.subscribers.get(topic, ()))
 
     def topics(self) -> list[str]:

@@ -23,7 +23,7 @@ from .ids import new_id, now_ms
 from .registry import Registry
 from .settings import Settings
 from .state import State
-from .step_config import CronStep, EventStep, Step
+from .step_config import BackgroundStep, Step
 from .tracing.recorder import Recorder, SpanScope, current_scope, install_span_capture
 from .tracing.records import Span, error_info
 from .tracing.store import TraceStore, adjust_record, span_record
@@ -210,7 +210,7 @@ class Runtime:
         trace_id = payload["traceId"]
         base = int(payload.get("attemptBase") or 0)  # attempts made before a dead letter was retried
         attempt = base + info.attempt
-        if not isinstance(step, (EventStep, CronStep)):
+        if not isinstance(step, BackgroundStep):
             await self.dead_letters.add(payload, info, attempt, {"type": "UnknownStep",
                                         "message": f"no background step named {payload['step']!r}",
                                         "traceback": ""})  # fmt: skip
@@ -246,20 +246,15 @@ class Runtime:
         error: dict[str, str] | None = None
         retryable = True
         try:
-            data = payload.get("data")
-            if isinstance(step, EventStep) and step.input_schema is not None:
-                try:
-                    data = _validate(step.input_schema, data)
-                except Exception as exc:
-                    retryable = False  # bad input does not get better by trying again
-                    raise exc
+            try:
+                data = step.prepare_input(payload.get("data"))
+            except Exception:
+                retryable = False  # bad input does not get better by trying again
+                raise
             ctx = self.context(step, scope, attempt, payload.get("topic"))
             async with asyncio.timeout(step.timeout_s) as deadline:
                 try:
-                    if isinstance(step, EventStep):
-                        await step.handler(data, ctx)  # type: ignore[misc]
-                    else:
-                        await step.handler(ctx)  # type: ignore[misc]
+                    await step.invoke(data, ctx)
                 except TimeoutError as exc:
                     if deadline.expired():
                         raise
@@ -362,11 +357,3 @@ class Runtime:
 
 class _HandlerTimeout(Exception):
     """A TimeoutError raised by the handler itself (not our deadline): an ordinary failure."""
-
-
-def _validate(schema: Any, data: Any) -> Any:
-    if hasattr(schema, "model_validate"):
-        return schema.model_validate(data)
-    import msgspec
-
-    return msgspec.convert(data, schema)

@@ -1,23 +1,31 @@
-"""Step definitions: the validated form of a step file's `config` and `handler`.
+"""Step kinds: the validated form of a step file's `config` and `handler`, and what varies by kind.
 
 A step file is `*_step.py` with a module-level `config` dict and (except noop steps) an async
-`handler`. `build_step` turns the pair into one of four small records, or raises `StepError`
-naming the file and the key at fault.
+`handler`. `build_step` finds the kind's class by `config["type"]` and lets it validate its own
+keys, or raises `StepError` naming the file and the key at fault.
+
+Everything that differs between kinds lives on the kind's class: its config keys, its handler's
+parameters, how its trigger is labelled, whether it runs in the background and how its handler is
+invoked there, and how it is described to the UI and the CLI. A new kind is a subclass here (plus,
+if it needs one, a template for its panel); `STEP_KINDS` makes it known.
 """
 
 from __future__ import annotations
 
+import abc
 import inspect
 import math
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .cron import CronError, CronSchedule
 
-StepKind = Literal["api", "event", "cron", "noop"]
+if TYPE_CHECKING:
+    from .context import Context
+
 Handler = Callable[..., Awaitable[Any]]
 
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -49,11 +57,29 @@ class RetryPolicy:
         base = min(self.max_backoff_s, self.backoff_s * 2.0 ** min(failed_attempt - 1, 60))
         return base * (1 + 0.25 * rand)
 
+    def to_json(self) -> dict[str, Any]:
+        return {"attempts": self.attempts, "backoff": self.backoff_s, "maxBackoff": self.max_backoff_s}
+
+
+# --- the kinds ----------------------------------------------------------------------------------------
+
+COMMON_KEYS = frozenset(
+    {"type", "name", "description", "flows", "emits", "virtual_emits", "virtual_subscribes"}
+)
+
 
 @dataclass(frozen=True)
 class Step:
+    """What every kind has. Subclasses set the class attributes and override the hooks."""
+
+    kind: ClassVar[str] = ""
+    required_keys: ClassVar[frozenset[str]] = frozenset({"type", "name"})
+    optional_keys: ClassVar[frozenset[str]] = COMMON_KEYS
+    handler_params: ClassVar[tuple[str, ...] | None] = None  # None: the kind has no handler
+    background: ClassVar[bool] = False  # runs on a worker, from the queue
+    entry_point: ClassVar[bool] = True  # starts traces by itself (drawn first in a flow)
+
     name: str
-    kind: StepKind
     file: Path
     description: str = ""
     flows: tuple[str, ...] = ()
@@ -62,9 +88,48 @@ class Step:
     virtual_subscribes: tuple[str, ...] = ()
     handler: Handler | None = None
 
+    @classmethod
+    def from_config(cls, file: Path, config: Mapping[str, Any], common: dict[str, Any]) -> Step:
+        """Validate the kind's own keys; `common` holds the checked keys every kind shares."""
+        return cls(**common)
+
+    def trigger_label(self) -> str:
+        """One line saying what starts this step (the CLI's TRIGGER column, a flow node's subtitle)."""
+        return ", ".join(self.virtual_subscribes) or "-"
+
+    def triggers(self) -> list[str]:
+        return list(self.virtual_subscribes)
+
+    def subscriptions(self) -> tuple[str, ...]:
+        """Topics whose events become runs of this step."""
+        return ()
+
+    def listens_to(self, topic: str) -> bool:
+        """Drawn as a target of `topic` in a flow (real or virtual subscription)."""
+        return topic in self.subscriptions() or topic in self.virtual_subscribes
+
+    def describe(self) -> dict[str, Any]:
+        """The step as the JSON API, the flow panel and the CLI show it."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "description": self.description,
+            "flows": list(self.flows),
+            "emits": list(self.emits),
+            "virtualEmits": list(self.virtual_emits),
+            "virtualSubscribes": list(self.virtual_subscribes),
+            "file": str(self.file),
+            "triggers": self.triggers(),
+        }
+
 
 @dataclass(frozen=True)
 class ApiStep(Step):
+    kind: ClassVar[str] = "api"
+    required_keys: ClassVar[frozenset[str]] = frozenset({"type", "name", "path", "method"})
+    optional_keys: ClassVar[frozenset[str]] = COMMON_KEYS | {"body_schema", "response_schema", "query_params"}
+    handler_params: ClassVar[tuple[str, ...] | None] = ("request", "ctx")
+
     method: str = "GET"
     path: str = "/"
     body_schema: Any = None
@@ -75,51 +140,188 @@ class ApiStep(Step):
     def path_params(self) -> list[str]:
         return _PATH_PARAM.findall(self.path)
 
+    @classmethod
+    def from_config(cls, file: Path, config: Mapping[str, Any], common: dict[str, Any]) -> Step:
+        method = _str(file, config, "method").upper()
+        if method not in HTTP_METHODS:
+            raise StepError(file, "method", f"{method!r} is not one of {', '.join(HTTP_METHODS)}")
+        path = _str(file, config, "path")
+        if not path.startswith("/") or path.startswith("/_workbench") or "//" in path:
+            raise StepError(file, "path", f"{path!r} must start with / and not be under /_workbench")
+        responses = config.get("response_schema", {})
+        if not isinstance(responses, Mapping):
+            responses = {200: responses}
+        for status, schema in responses.items():
+            if not isinstance(status, int) or not 100 <= status <= 599:
+                raise StepError(file, "response_schema", f"keys must be HTTP status codes, got {status!r}")
+            _schema(file, "response_schema", schema)
+        return cls(
+            **common,
+            method=method,
+            path=path,
+            body_schema=_schema(file, "body_schema", config.get("body_schema")),
+            response_schema=dict(responses),
+            query_params=_topics(file, config, "query_params"),
+        )
+
+    def trigger_label(self) -> str:
+        return f"{self.method} {self.path}"
+
+    def triggers(self) -> list[str]:
+        return [self.trigger_label()]
+
+    def describe(self) -> dict[str, Any]:
+        data = super().describe()
+        data.update(method=self.method, path=self.path)
+        if self.body_schema is not None and hasattr(self.body_schema, "model_json_schema"):
+            data["bodySchema"] = self.body_schema.model_json_schema()
+        return data
+
 
 @dataclass(frozen=True)
-class EventStep(Step):
-    subscribes: tuple[str, ...] = ()
-    input_schema: Any = None
+class BackgroundStep(Step, abc.ABC):
+    """A kind whose runs are jobs on the queue: retried on failure, bounded by a timeout."""
+
+    background: ClassVar[bool] = True
+    default_attempts: ClassVar[int] = 3
+    default_timeout_s: ClassVar[float] = 30.0
+
     retries: RetryPolicy = field(default_factory=RetryPolicy)
     timeout_s: float = 30.0
 
+    @classmethod
+    def _run_options(cls, file: Path, config: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "retries": _retries(file, config.get("retries", cls.default_attempts)),
+            "timeout_s": _number(file, "timeout", config.get("timeout", cls.default_timeout_s), 0.001),
+        }
+
+    def prepare_input(self, data: Any) -> Any:
+        """The job's data as the handler receives it; raises (no retry) when it is not valid."""
+        return data
+
+    @abc.abstractmethod
+    async def invoke(self, data: Any, ctx: Context) -> Any:
+        """Call the handler the way this kind's handlers are written."""
+
+    def describe(self) -> dict[str, Any]:
+        data = super().describe()
+        data.update(retries=self.retries.to_json(), timeout=self.timeout_s)
+        return data
+
 
 @dataclass(frozen=True)
-class CronStep(Step):
+class EventStep(BackgroundStep):
+    kind: ClassVar[str] = "event"
+    required_keys: ClassVar[frozenset[str]] = frozenset({"type", "name", "subscribes"})
+    optional_keys: ClassVar[frozenset[str]] = COMMON_KEYS | {"input_schema", "retries", "timeout"}
+    handler_params: ClassVar[tuple[str, ...] | None] = ("data", "ctx")
+    entry_point: ClassVar[bool] = False
+
+    subscribes: tuple[str, ...] = ()
+    input_schema: Any = None
+
+    @classmethod
+    def from_config(cls, file: Path, config: Mapping[str, Any], common: dict[str, Any]) -> Step:
+        subscribes = _topics(file, config, "subscribes")
+        if not subscribes:
+            raise StepError(file, "subscribes", "an event step must subscribe to at least one topic")
+        return cls(
+            **common,
+            **cls._run_options(file, config),
+            subscribes=subscribes,
+            input_schema=_schema(file, "input_schema", config.get("input_schema")),
+        )
+
+    def trigger_label(self) -> str:
+        return ", ".join(self.subscribes)
+
+    def triggers(self) -> list[str]:
+        return list(self.subscribes)
+
+    def subscriptions(self) -> tuple[str, ...]:
+        return self.subscribes
+
+    def prepare_input(self, data: Any) -> Any:
+        if self.input_schema is None:
+            return data
+        if hasattr(self.input_schema, "model_validate"):
+            return self.input_schema.model_validate(data)
+        import msgspec
+
+        return msgspec.convert(data, self.input_schema)
+
+    async def invoke(self, data: Any, ctx: Context) -> Any:
+        assert self.handler is not None
+        return await self.handler(data, ctx)
+
+    def describe(self) -> dict[str, Any]:
+        data = super().describe()
+        data["subscribes"] = list(self.subscribes)
+        return data
+
+
+@dataclass(frozen=True)
+class CronStep(BackgroundStep):
+    kind: ClassVar[str] = "cron"
+    required_keys: ClassVar[frozenset[str]] = frozenset({"type", "name", "cron"})
+    optional_keys: ClassVar[frozenset[str]] = COMMON_KEYS | {"timezone", "retries", "timeout"}
+    handler_params: ClassVar[tuple[str, ...] | None] = ("ctx",)
+    default_attempts: ClassVar[int] = 1
+    default_timeout_s: ClassVar[float] = 300.0
+
     cron: str = ""
     timezone: str | None = None
     schedule: CronSchedule | None = None
-    retries: RetryPolicy = field(default_factory=lambda: RetryPolicy(attempts=1))
-    timeout_s: float = 300.0
+
+    @classmethod
+    def from_config(cls, file: Path, config: Mapping[str, Any], common: dict[str, Any]) -> Step:
+        expression = _str(file, config, "cron")
+        timezone = config.get("timezone")
+        if timezone is not None and not isinstance(timezone, str):
+            raise StepError(file, "timezone", f"must be a string, got {type(timezone).__name__}")
+        try:
+            schedule = CronSchedule.parse(expression, timezone)
+        except CronError as exc:
+            raise StepError(file, "timezone" if "time zone" in str(exc) else "cron", str(exc)) from exc
+        return cls(
+            **common,
+            **cls._run_options(file, config),
+            cron=schedule.expression,
+            timezone=timezone,
+            schedule=schedule,
+        )
+
+    def trigger_label(self) -> str:
+        return f"cron {self.cron}"
+
+    def triggers(self) -> list[str]:
+        return [self.trigger_label()]
+
+    async def invoke(self, data: Any, ctx: Context) -> Any:
+        assert self.handler is not None
+        return await self.handler(ctx)
+
+    def describe(self) -> dict[str, Any]:
+        data = super().describe()
+        data.update(cron=self.cron, timezone=self.timezone)
+        return data
 
 
 @dataclass(frozen=True)
 class NoopStep(Step):
-    pass
+    """Drawn in flows (its virtual emits and subscriptions), never run."""
+
+    kind: ClassVar[str] = "noop"
+
+    def trigger_label(self) -> str:
+        return ", ".join(self.virtual_subscribes) or "noop"
 
 
-def is_api(step: Step) -> bool:
-    return isinstance(step, ApiStep)
+STEP_KINDS: dict[str, type[Step]] = {k.kind: k for k in (ApiStep, EventStep, CronStep, NoopStep)}
 
 
-def is_event(step: Step) -> bool:
-    return isinstance(step, EventStep)
-
-
-def is_cron(step: Step) -> bool:
-    return isinstance(step, CronStep)
-
-
-# --- validation -----------------------------------------------------------------------------------
-
-_COMMON = {"type", "name", "description", "flows", "emits", "virtual_emits", "virtual_subscribes"}
-_KEYS: dict[str, tuple[set[str], set[str]]] = {  # kind -> (required, optional)
-    "api": ({"type", "name", "path", "method"}, _COMMON | {"body_schema", "response_schema", "query_params"}),
-    "event": ({"type", "name", "subscribes"}, _COMMON | {"input_schema", "retries", "timeout"}),
-    "cron": ({"type", "name", "cron"}, _COMMON | {"timezone", "retries", "timeout"}),
-    "noop": ({"type", "name"}, _COMMON),
-}
-_HANDLER_PARAMS = {"api": ("request", "ctx"), "event": ("data", "ctx"), "cron": ("ctx",)}
+# --- validation of the keys every kind shares ---------------------------------------------------------
 
 
 def _str(file: Path, cfg: Mapping[str, Any], key: str, default: str = "") -> str:
@@ -182,9 +384,10 @@ def _retries(file: Path, value: Any) -> RetryPolicy:
     raise StepError(file, "retries", f"must be a number of attempts or a dict, got {type(value).__name__}")
 
 
-def _check_handler(file: Path, kind: str, handler: Any) -> Handler:
+def _check_handler(file: Path, kind: type[Step], handler: Any) -> Handler:
+    expected = kind.handler_params or ()
     if handler is None:
-        raise StepError(file, None, f"a {kind} step needs an `async def handler{_HANDLER_PARAMS[kind]}`")
+        raise StepError(file, None, f"a {kind.kind} step needs an `async def handler{expected}`")
     if not inspect.iscoroutinefunction(handler):
         raise StepError(file, None, "handler must be an `async def` function")
     params = [
@@ -192,7 +395,6 @@ def _check_handler(file: Path, kind: str, handler: Any) -> Handler:
         for p in inspect.signature(handler).parameters.values()
         if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
     ]
-    expected = _HANDLER_PARAMS[kind]
     if len(params) != len(expected):
         shown = ", ".join(expected)
         raise StepError(file, None, f"handler must take ({shown}); it takes {len(params)} parameters")
@@ -203,25 +405,27 @@ def build_step(file: Path, config: Any, handler: Any) -> Step:
     """Validate one step file's config and handler."""
     if not isinstance(config, Mapping):
         raise StepError(file, None, "`config` must be a dict")
-    kind = config.get("type")
-    if kind not in _KEYS:
-        if "type" not in config:
-            raise StepError(file, "type", "missing; one of api, event, cron, noop")
-        raise StepError(file, "type", f"{kind!r} is not one of api, event, cron, noop")
-    required, optional = _KEYS[kind]
+    kinds = ", ".join(STEP_KINDS)
+    if "type" not in config:
+        raise StepError(file, "type", f"missing; one of {kinds}")
+    kind = STEP_KINDS.get(config["type"]) if isinstance(config["type"], str) else None
+    if kind is None:
+        raise StepError(file, "type", f"{config['type']!r} is not one of {kinds}")
+    allowed_keys = kind.required_keys | kind.optional_keys
     for key in config:
-        if key not in required | optional:
-            allowed = ", ".join(sorted(required | optional))
-            raise StepError(file, key, f"unknown key for a {kind} step (allowed: {allowed})")
-    for key in sorted(required):
+        if key not in allowed_keys:
+            allowed = ", ".join(sorted(allowed_keys))
+            raise StepError(file, key, f"unknown key for a {kind.kind} step (allowed: {allowed})")
+    for key in sorted(kind.required_keys):
         if key not in config:
-            raise StepError(file, key, f"missing (a {kind} step needs {', '.join(sorted(required))})")
+            raise StepError(
+                file, key, f"missing (a {kind.kind} step needs {', '.join(sorted(kind.required_keys))})"
+            )
     name = _str(file, config, "name")
     if not _NAME.match(name):
         raise StepError(file, "name", f"{name!r} is not a valid step name")
     common: dict[str, Any] = dict(
         name=name,
-        kind=kind,
         file=file,
         description=_str(file, config, "description"),
         flows=_topics(file, config, "flows"),
@@ -229,55 +433,6 @@ def build_step(file: Path, config: Any, handler: Any) -> Step:
         virtual_emits=_topics(file, config, "virtual_emits"),
         virtual_subscribes=_topics(file, config, "virtual_subscribes"),
     )
-    if kind == "noop":
-        return NoopStep(**common)
-    common["handler"] = _check_handler(file, kind, handler)
-    if kind == "api":
-        method = _str(file, config, "method").upper()
-        if method not in HTTP_METHODS:
-            raise StepError(file, "method", f"{method!r} is not one of {', '.join(HTTP_METHODS)}")
-        path = _str(file, config, "path")
-        if not path.startswith("/") or path.startswith("/_workbench") or "//" in path:
-            raise StepError(file, "path", f"{path!r} must start with / and not be under /_workbench")
-        responses = config.get("response_schema", {})
-        if not isinstance(responses, Mapping):
-            responses = {200: responses}
-        for status, schema in responses.items():
-            if not isinstance(status, int) or not 100 <= status <= 599:
-                raise StepError(file, "response_schema", f"keys must be HTTP status codes, got {status!r}")
-            _schema(file, "response_schema", schema)
-        return ApiStep(
-            **common,
-            method=method,
-            path=path,
-            body_schema=_schema(file, "body_schema", config.get("body_schema")),
-            response_schema=dict(responses),
-            query_params=_topics(file, config, "query_params"),
-        )
-    if kind == "event":
-        subscribes = _topics(file, config, "subscribes")
-        if not subscribes:
-            raise StepError(file, "subscribes", "an event step must subscribe to at least one topic")
-        return EventStep(
-            **common,
-            subscribes=subscribes,
-            input_schema=_schema(file, "input_schema", config.get("input_schema")),
-            retries=_retries(file, config.get("retries", RetryPolicy().attempts)),
-            timeout_s=_number(file, "timeout", config.get("timeout", 30.0), 0.001),
-        )
-    expression = _str(file, config, "cron")
-    timezone = config.get("timezone")
-    if timezone is not None and not isinstance(timezone, str):
-        raise StepError(file, "timezone", f"must be a string, got {type(timezone).__name__}")
-    try:
-        schedule = CronSchedule.parse(expression, timezone)
-    except CronError as exc:
-        raise StepError(file, "timezone" if "time zone" in str(exc) else "cron", str(exc)) from exc
-    return CronStep(
-        **common,
-        cron=schedule.expression,
-        timezone=timezone,
-        schedule=schedule,
-        retries=_retries(file, config.get("retries", 1)),
-        timeout_s=_number(file, "timeout", config.get("timeout", 300.0), 0.001),
-    )
+    if kind.handler_params is not None:
+        common["handler"] = _check_handler(file, kind, handler)
+    return kind.from_config(file, config, common)

@@ -8,13 +8,12 @@ from .queue import make_worker
 from .registry import Registry
 from .runtime import Runtime
 from .settings import Settings
-from .step_config import CronStep, EventStep
 
 log = logging.getLogger("workbench.worker")
 
 
 def max_timeout(registry: Registry) -> float:
-    timeouts = [s.timeout_s for s in registry if isinstance(s, (EventStep, CronStep))]
+    timeouts = [s.timeout_s for s in registry.background_steps()]
     return max(timeouts, default=30.0)
 
 

@@ -401,9 +401,7 @@ async def emit_send(request: Request[Any, Any, Any]) -> Template:
 async def dead_letters_page(request: Request[Any, Any, Any], step: Text = None) -> Template:
     runtime = _rt(request)
     letters = await runtime.dead_letters.list(step=step, limit=200)
-    background = [s.name for s in runtime.registry.event_steps()] + [
-        s.name for s in runtime.registry.cron_steps()
-    ]
+    background = [s.name for s in runtime.registry.background_steps()]
     return _page("dead_letters.html", request, "dead", letters=letters, step=step or "", steps=background)
 
 

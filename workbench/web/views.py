@@ -13,7 +13,7 @@ from itertools import pairwise
 from typing import Any
 
 from ..registry import Registry
-from ..step_config import ApiStep, CronStep, EventStep, Step
+from ..step_config import Step
 
 # --- formatting -------------------------------------------------------------------------------------
 
@@ -191,16 +191,6 @@ def flows_of(registry: Registry) -> list[str]:
     return sorted(names)
 
 
-def _sub_label(step: Step) -> str:
-    if isinstance(step, ApiStep):
-        return f"{step.method} {step.path}"
-    if isinstance(step, CronStep):
-        return f"cron {step.cron}"
-    if isinstance(step, EventStep):
-        return f"{len(step.subscribes)} topic{'s' if len(step.subscribes) != 1 else ''}"
-    return "noop"
-
-
 def layout_flow(registry: Registry, flow: str) -> FlowGraph:
     """A layered left-to-right layout: entry points first, each event step one layer right of the
     furthest step that emits to it; long edges pass through placeholder slots so nothing overlaps."""
@@ -209,11 +199,7 @@ def layout_flow(registry: Registry, flow: str) -> FlowGraph:
     dangling: list[tuple[str, str]] = []
     for src in steps:
         for topic, virtual in [(t, False) for t in src.emits] + [(t, True) for t in src.virtual_emits]:
-            targets = [
-                d.name
-                for d in steps
-                if (isinstance(d, EventStep) and topic in d.subscribes) or topic in d.virtual_subscribes
-            ]
+            targets = [d.name for d in steps if d.listens_to(topic)]
             if not targets:
                 dangling.append((src.name, topic))
             edges.extend(Edge(src.name, t, topic, virtual=virtual) for t in targets)
@@ -224,7 +210,7 @@ def layout_flow(registry: Registry, flow: str) -> FlowGraph:
         for e in edges:
             if e.source == name and order.index(e.target) > order.index(name):
                 layer[e.target] = max(layer[e.target], layer[name] + 1)
-    nodes = {s.name: Node(s.name, s.kind, _sub_label(s), layer=layer[s.name]) for s in steps}
+    nodes = {s.name: Node(s.name, s.kind, s.trigger_label(), layer=layer[s.name]) for s in steps}
     # placeholder slots for edges that skip layers
     chains: dict[int, list[str]] = {}
     for i, e in enumerate(edges):
@@ -311,7 +297,7 @@ def _topological(steps: list[Step], edges: list[Edge]) -> list[str]:
             visit(nxt)
         out.append(name)
 
-    roots = [s.name for s in steps if not isinstance(s, EventStep)]
+    roots = [s.name for s in steps if s.entry_point]
     for name in roots + [s.name for s in steps]:
         visit(name)
     return list(reversed(out))

@@ -15,7 +15,7 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 from ..ids import now_ms
 from ..queue import queue_stats
 from ..runtime import Runtime
-from ..step_config import ApiStep, CronStep, EventStep, NoopStep, Step
+from ..step_config import CronStep, Step
 
 Limit = Annotated[int, QueryParameter(ge=1, le=500)]
 Cursor = Annotated[str | None, QueryParameter(max_length=200, pattern=r"^[0-9A-Za-z:\-]*$")]
@@ -24,35 +24,7 @@ Millis = Annotated[int | None, QueryParameter(ge=0)]
 
 
 def step_json(step: Step) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "name": step.name,
-        "kind": step.kind,
-        "description": step.description,
-        "flows": list(step.flows),
-        "emits": list(step.emits),
-        "virtualEmits": list(step.virtual_emits),
-        "virtualSubscribes": list(step.virtual_subscribes),
-        "file": str(step.file),
-    }
-    if isinstance(step, ApiStep):
-        data.update(method=step.method, path=step.path, triggers=[f"{step.method} {step.path}"])
-        if step.body_schema is not None and hasattr(step.body_schema, "model_json_schema"):
-            data["bodySchema"] = step.body_schema.model_json_schema()
-    elif isinstance(step, EventStep):
-        data.update(
-            subscribes=list(step.subscribes),
-            triggers=list(step.subscribes),
-            retries={"attempts": step.retries.attempts, "backoff": step.retries.backoff_s,
-                     "maxBackoff": step.retries.max_backoff_s},
-            timeout=step.timeout_s,
-        )  # fmt: skip
-    elif isinstance(step, CronStep):
-        data.update(
-            cron=step.cron, timezone=step.timezone, triggers=[f"cron {step.cron}"], timeout=step.timeout_s
-        )
-    elif isinstance(step, NoopStep):
-        data.update(triggers=list(step.virtual_subscribes))
-    return data
+    return step.describe()
 
 
 def cron_json(step: CronStep) -> dict[str, Any]:
