@@ -17,6 +17,8 @@ ensure_venv() {
   local stamp=".venv/.installed${extras}"
   if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "Installing workbench${extras} into .venv…"
+    # the distribution was called `workbench` before 0.2 (now `workbench-steps`): drop the old one
+    .venv/bin/python -m pip uninstall -q -y workbench >/dev/null 2>&1 || true
     if ! .venv/bin/python -m pip install -q -e ".${extras}" > .venv/install.log 2>&1; then
       cat .venv/install.log >&2
       echo "Installing failed (the log is above, and in .venv/install.log)." >&2

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -20,16 +19,13 @@ from ..registry import Registry
 from ..runtime import Runtime
 from ..settings import Settings
 from ..tracing.feed import FeedHub
+from ..ui_files import ui_dir
 from .api_steps import build_route
 from .guard import guard_middleware
 from .stream import stream
 from .workbench_api import WorkbenchApi
 
 log = logging.getLogger("workbench.web")
-
-ROOT = Path(__file__).resolve().parent.parent.parent
-STATIC_DIR = ROOT / "static"
-TEMPLATES_DIR = ROOT / "templates"
 
 
 def redis_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
@@ -84,10 +80,10 @@ def create_app(settings: Settings, registry: Registry, runtime: Runtime | None =
         route_handlers += [WorkbenchApi, stream, *page_handlers(registry)]
         route_handlers.append(
             create_static_files_router(
-                path="/_workbench/static", directories=[STATIC_DIR], include_in_schema=False
+                path="/_workbench/static", directories=[ui_dir("static")], include_in_schema=False
             )
         )
-        templates = template_config(TEMPLATES_DIR)
+        templates = template_config(ui_dir("templates"))
     else:
         templates = None
 
