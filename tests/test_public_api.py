@@ -4,6 +4,7 @@ framework really hands to (or accepts from) a step, behaving as the README docum
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import inspect
 import logging
 import sys
@@ -20,9 +21,13 @@ from workbench.web.app import create_app
 from .conftest import PET_STEPS, make_settings, write_step
 
 PUBLIC = [
-    "ApiRequest", "ApiResponse", "Context", "Registry", "RetryPolicy", "Settings", "StepError",
-    "StepLogger", "UndeclaredEmitError", "discover",
+    "ApiConfig", "ApiHandler", "ApiRequest", "ApiResponse", "Context", "CronConfig", "CronHandler",
+    "EventConfig", "EventHandler", "NoopConfig", "Registry", "RetriesConfig", "RetryPolicy", "Settings",
+    "StepConfig", "StepError", "StepLogger", "UndeclaredEmitError", "__version__", "api_handler",
+    "cron_handler", "discover", "event_handler",
 ]  # fmt: skip
+FUNCTIONS = {"api_handler", "cron_handler", "discover", "event_handler"}
+NOT_CLASSES = FUNCTIONS | {"StepConfig", "__version__"}  # a union of the config types; a string
 
 
 @pytest.fixture(autouse=True)
@@ -41,10 +46,11 @@ def test_exactly_the_documented_names_are_exported() -> None:
     assert sorted(workbench.__all__) == PUBLIC
     star: dict[str, Any] = {}
     exec("from workbench import *", star)
-    assert sorted(k for k in star if not k.startswith("__")) == PUBLIC
+    assert sorted(k for k in star if k != "__builtins__") == PUBLIC
     classes = {name for name in PUBLIC if inspect.isclass(getattr(workbench, name))}
-    assert classes == set(PUBLIC) - {"discover"}
-    assert inspect.isfunction(workbench.discover)
+    assert classes == set(PUBLIC) - NOT_CLASSES
+    assert {name for name in PUBLIC if inspect.isfunction(getattr(workbench, name))} == FUNCTIONS
+    assert workbench.__version__ == importlib.metadata.version("workbench-steps")
 
 
 def test_errors_are_exceptions_a_step_author_can_catch() -> None:
