@@ -1,4 +1,4 @@
-"""`workbench` (also `python -m workbench`): dev, start, worker, emit, steps."""
+"""`workbench` (also `python -m workbench`): new, dev, start, worker, emit, steps, check."""
 
 from __future__ import annotations
 
@@ -131,9 +131,49 @@ def cmd_steps(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    """Every step file validated on its own: all the errors, for a project's CI."""
+    from .registry import load
+
+    settings = _settings(args)
+    registry, errors = load(settings.steps_dir)
+    for error in errors:
+        print(f"error: {error}", file=sys.stderr)
+    if errors:
+        print(f"{len(errors)} invalid step file{'s' if len(errors) != 1 else ''} in {registry.steps_dir}",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    print(f"ok: {len(registry)} steps in {registry.steps_dir}")
+    return 0
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    from .scaffold import ScaffoldError, create_project
+
+    target = Path(args.dir)
+    try:
+        written = create_project(target)
+    except ScaffoldError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"Created {target} ({len(written)} files). Next:\n")
+    print(f"  cd {target}")
+    print('  pip install -e ".[test]"   # once: the test tools (Workbench itself is already installed)')
+    print("  workbench dev              # the workbench on http://localhost:3000")
+    print("  pytest                     # the step tests")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     p = argparse.ArgumentParser(prog="workbench", description="Event-driven steps with a live workbench.")
+    p.add_argument("--version", action="version", version=f"workbench {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
+
+    new = sub.add_parser("new", help="create a new project in DIR (missing or empty)")
+    new.add_argument("dir", metavar="DIR")
+    new.set_defaults(fn=cmd_new)
 
     def common(cmd: argparse.ArgumentParser) -> None:
         cmd.add_argument("--steps", help="folder of *_step.py files (default: ./steps)")
@@ -170,6 +210,10 @@ def parser() -> argparse.ArgumentParser:
     steps = sub.add_parser("steps", help="list the discovered steps")
     common(steps)
     steps.set_defaults(fn=cmd_steps)
+
+    check = sub.add_parser("check", help="validate every step file; non-zero exit on any invalid one")
+    common(check)
+    check.set_defaults(fn=cmd_check)
     return p
 
 

@@ -111,16 +111,31 @@ def _load_module(path: Path, steps_dir: Path) -> object:
 
 def discover(steps_dir: Path | str) -> Registry:
     """Load and validate every step file under `steps_dir`; the first error stops the start."""
+    registry, errors = load(steps_dir, stop_at_first=True)
+    if errors:
+        raise errors[0]
+    return registry
+
+
+def load(steps_dir: Path | str, *, stop_at_first: bool = False) -> tuple[Registry, list[StepError]]:
+    """Every step file under `steps_dir`, each loaded on its own: the registry of the valid ones and
+    the errors of the others (`workbench check` reports them all)."""
     root = Path(steps_dir).resolve()
     if not root.is_dir():
-        raise StepError(root, None, "steps folder does not exist")
+        return Registry(root), [StepError(root, None, "steps folder does not exist")]
     # step files may import helpers that sit beside them (e.g. `from pets.store import ...`)
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
     registry = Registry(root)
+    errors: list[StepError] = []
     for path in step_files(root):
-        module = _load_module(path, root)
-        if not hasattr(module, "config"):
-            raise StepError(path, "config", "missing: a step file needs a module-level `config` dict")
-        registry.add(build_step(path, module.config, getattr(module, "handler", None)))
-    return registry
+        try:
+            module = _load_module(path, root)
+            if not hasattr(module, "config"):
+                raise StepError(path, "config", "missing: a step file needs a module-level `config` dict")
+            registry.add(build_step(path, module.config, getattr(module, "handler", None)))
+        except StepError as exc:
+            errors.append(exc)
+            if stop_at_first:
+                break
+    return registry, errors
