@@ -1,9 +1,9 @@
 from pets.models import CreatePetBody, Error, Pet
 from pets.store import PETS, next_id, now_ms
 
-from workbench import ApiResponse
+from workbench import ApiConfig, ApiRequest, ApiResponse, Context, api_handler
 
-config = {
+config: ApiConfig = {
     "type": "api",
     "name": "CreatePet",
     "description": "Register a new pet; a feeding reminder is set in the background.",
@@ -16,7 +16,8 @@ config = {
 }
 
 
-async def handler(request, ctx):
+@api_handler
+async def handler(request: ApiRequest, ctx: Context) -> ApiResponse:
     body = request.body
     now = now_ms()
     pet = {

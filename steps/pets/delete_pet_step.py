@@ -1,9 +1,11 @@
+from typing import Any
+
 from pets.models import Deleted, Error
 from pets.store import DAY_MS, PETS, now_ms
 
-from workbench import ApiResponse
+from workbench import ApiConfig, ApiRequest, ApiResponse, Context, api_handler
 
-config = {
+config: ApiConfig = {
     "type": "api",
     "name": "DeletePet",
     "description": "Soft delete: the pet is marked deleted and purged by the reaper after 30 days.",
@@ -14,11 +16,12 @@ config = {
 }
 
 
-async def handler(request, ctx):
+@api_handler
+async def handler(request: ApiRequest, ctx: Context) -> ApiResponse:
     pet_id = request.path_params["id"]
     already = False
 
-    def mark(pet):
+    def mark(pet: Any) -> Any:
         nonlocal already
         if pet is None or pet["status"] == "deleted":
             already = pet is not None

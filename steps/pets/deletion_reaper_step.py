@@ -1,6 +1,8 @@
 from pets.store import PETS, now_ms
 
-config = {
+from workbench import Context, CronConfig, cron_handler
+
+config: CronConfig = {
     "type": "cron",
     "name": "DeletionReaper",
     "description": "Purges pets whose 30-day grace period after deletion has passed.",
@@ -9,7 +11,8 @@ config = {
 }
 
 
-async def handler(ctx):
+@cron_handler
+async def handler(ctx: Context) -> None:
     ctx.logger.info("Deletion reaper started")
     now = now_ms()
     pets = await ctx.state.get_group(PETS)

@@ -1,9 +1,9 @@
 from pets.models import Error, Pet
 from pets.store import PETS
 
-from workbench import ApiResponse
+from workbench import ApiConfig, ApiRequest, ApiResponse, Context, api_handler
 
-config = {
+config: ApiConfig = {
     "type": "api",
     "name": "GetPet",
     "description": "One pet by id.",
@@ -14,7 +14,8 @@ config = {
 }
 
 
-async def handler(request, ctx):
+@api_handler
+async def handler(request: ApiRequest, ctx: Context) -> ApiResponse:
     pet = await ctx.state.get(PETS, request.path_params["id"])
     if pet is None:
         return ApiResponse(404, {"error": f"pet {request.path_params['id']} not found"})

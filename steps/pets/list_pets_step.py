@@ -1,9 +1,9 @@
 from pets.models import PetList
 from pets.store import PETS
 
-from workbench import ApiResponse
+from workbench import ApiConfig, ApiRequest, ApiResponse, Context, api_handler
 
-config = {
+config: ApiConfig = {
     "type": "api",
     "name": "ListPets",
     "description": "All pets, newest first (deleted ones only with ?includeDeleted=true).",
@@ -15,7 +15,8 @@ config = {
 }
 
 
-async def handler(request, ctx):
+@api_handler
+async def handler(request: ApiRequest, ctx: Context) -> ApiResponse:
     include_deleted = request.query_params.get("includeDeleted", "").lower() in ("1", "true", "yes")
     pets = list((await ctx.state.get_group(PETS)).values())
     if not include_deleted:

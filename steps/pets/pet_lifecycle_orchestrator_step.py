@@ -1,7 +1,11 @@
+from typing import Any
+
 from pets.lifecycle import ON_FEEDING_DONE, can_request, follow_ups, rejection
 from pets.store import PETS, now_ms
 
-config = {
+from workbench import Context, EventConfig, event_handler
+
+config: EventConfig = {
     "type": "event",
     "name": "PetLifecycleOrchestrator",
     "description": "The only writer of a pet's status: applies the lifecycle rules and their follow-ups.",
@@ -11,15 +15,16 @@ config = {
 }
 
 
-async def handler(data, ctx):
+@event_handler
+async def handler(data: Any, ctx: Context) -> None:
     pet_id = str(data["petId"])
     if ctx.topic == "pet.created":
         ctx.logger.info("Pet registered in the lifecycle", petId=pet_id, status="new")
         return
-    transitions = []
-    outcome = {}
+    transitions: list[tuple[str, str, str]] = []
+    outcome: dict[str, Any] = {}
 
-    def decide(pet):
+    def decide(pet: Any) -> Any:
         transitions.clear()
         outcome.clear()
         if pet is None:

@@ -1,6 +1,10 @@
+from typing import Any
+
 from pets.store import DAY_MS, PETS, now_ms
 
-config = {
+from workbench import Context, EventConfig, event_handler
+
+config: EventConfig = {
     "type": "event",
     "name": "SetNextFeedingReminder",
     "description": "Schedules a new pet's next feeding and leaves a welcome note.",
@@ -12,11 +16,12 @@ config = {
 }
 
 
-async def handler(data, ctx):
+@event_handler
+async def handler(data: Any, ctx: Context) -> None:
     pet_id = str(data["petId"])
     ctx.logger.info("Setting next feeding reminder", petId=pet_id, enqueuedAt=data.get("enqueuedAt"))
 
-    def remind(pet):
+    def remind(pet: Any) -> Any:
         if pet is None or pet["status"] == "deleted":
             return None
         now = now_ms()

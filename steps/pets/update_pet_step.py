@@ -1,9 +1,11 @@
+from typing import Any
+
 from pets.models import Error, Pet, StatusRequested, UpdatePetBody
 from pets.store import PETS, now_ms
 
-from workbench import ApiResponse
+from workbench import ApiConfig, ApiRequest, ApiResponse, Context, api_handler
 
-config = {
+config: ApiConfig = {
     "type": "api",
     "name": "UpdatePet",
     "description": "Change a pet's details; a status change is requested from the lifecycle orchestrator.",
@@ -16,7 +18,8 @@ config = {
 }
 
 
-async def handler(request, ctx):
+@api_handler
+async def handler(request: ApiRequest, ctx: Context) -> ApiResponse:
     pet_id = request.path_params["id"]
     changes = {k: v for k, v in request.body.items() if v is not None}
     if not changes:
@@ -24,7 +27,7 @@ async def handler(request, ctx):
     requested = changes.pop("status", None)
     rejected = None
 
-    def apply(pet):
+    def apply(pet: Any) -> Any:
         nonlocal rejected
         if pet is None:
             return None

@@ -11,7 +11,12 @@ The fixtures come from the pytest plugin `workbench.testing.plugin`, registered 
 (entry point `pytest11`), so a project needs no conftest.py to use them.
 """
 
-from .harness import DrainError, DrainResult, Emit, Harness, Log, Span, StateView, Trace, harness_settings
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .harness import DrainError, DrainResult, Emit, Harness, Log, Span, StateView, Trace, harness_settings
 
 __all__ = [
     "DrainError",
@@ -24,3 +29,14 @@ __all__ = [
     "Trace",
     "harness_settings",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The harness is imported on first use: pytest loads the plugin (`workbench.testing.plugin`, in
+    this package) into every run of an environment where Workbench is installed, and that must stay
+    cheap and unbreakable for projects that never use it."""
+    if name in __all__:
+        from . import harness
+
+        return getattr(harness, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
