@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from workbench import keys
+from workbench.devserver import STOP_WAIT_S
 from workbench.redis_server import free_port, port_is_free
 
 from .conftest import PET_STEPS, ROOT, wait_until
@@ -100,9 +101,10 @@ def test_dev_with_embedded_redis_serves_the_tutorial_and_stops_cleanly_on_ctrl_c
         assert sorted(role(pid) for pid in children) == ["redis-server", "start", "worker"], dev.output()
         before = len(dev.output())
         dev.proc.send_signal(signal.SIGINT)
-        # dev gives its children STOP_WAIT_S (2 s) after SIGTERM before it kills them: it must be
-        # gone by then, having seen the worker stop gracefully
-        dev.proc.wait(2)
+        # dev gives its children STOP_WAIT_S after SIGTERM before it kills them: it must be gone
+        # sooner than that (killed children would keep it at least that long), the worker stopping
+        # gracefully
+        dev.proc.wait(STOP_WAIT_S)
         assert dev.proc.returncode == 0
         stopping = dev.output()[before:]
         assert re.search(r"stopping: waiting up to \d+s for 0 running jobs\n", stopping), stopping
