@@ -37,14 +37,15 @@ def source(config: dict[str, Any], handler: str | None = None) -> str:
 
 
 @pytest.fixture(autouse=True)
-def _isolate_imports() -> Iterator[None]:
-    """discover() adds the steps folder to sys.path and registers `workbench_steps.*` modules: undo both."""
+def _isolate_imports(tmp_path: Path) -> Iterator[None]:
+    """discover() adds the steps folder (and its parent) to sys.path and registers the step modules,
+    named from the project folder (`steps.pets.create_pet_step`): undo both."""
     path = list(sys.path)
     modules = set(sys.modules)
     yield
     sys.path[:] = path
     for name in set(sys.modules) - modules:
-        if name.startswith("workbench_steps"):
+        if name.split(".")[0] in (tmp_path.name, "steps"):
             del sys.modules[name]
 
 
@@ -391,7 +392,7 @@ def test_syntax_error(tmp_path: Path) -> None:
     assert_names(info.value, file, None)
     assert "failed to import: SyntaxError: " in str(info.value)
     assert str(info.value).count("line 3") == 1  # the step file's line, said once
-    assert "workbench_steps.broken_step" not in sys.modules
+    assert f"{tmp_path.name}.broken_step" not in sys.modules
 
 
 def test_syntax_error_line_number_is_the_step_files(tmp_path: Path) -> None:
@@ -408,7 +409,7 @@ def test_exception_raised_at_import(tmp_path: Path) -> None:
     assert_names(info.value, file, None)
     assert info.value.reason == "failed to import: RuntimeError: boom at import (line 4)"
     assert isinstance(info.value.__cause__, RuntimeError)
-    assert "workbench_steps.broken_step" not in sys.modules
+    assert f"{tmp_path.name}.broken_step" not in sys.modules
 
 
 def test_missing_import(tmp_path: Path) -> None:
@@ -520,7 +521,7 @@ def test_pet_app_steps(pets: Registry) -> None:
         s.file.parent == PET_STEPS.resolve() / "pets" and s.file.name.endswith("_step.py") for s in pets
     )
     for step in pets:  # each step's handler is the `handler` of its own file, as imported
-        module = sys.modules[f"workbench_steps.pets.{step.file.stem}"]
+        module = sys.modules[f"steps.pets.{step.file.stem}"]
         assert step.handler is module.handler and inspect.iscoroutinefunction(step.handler)
 
 
@@ -581,7 +582,7 @@ def test_step_in_a_nested_sub_folder_is_found(tmp_path: Path) -> None:
     deep = write_step(tmp_path / "a" / "b" / "c", "deep", source(EVENT))
     registry = discover(tmp_path)
     assert {s.name: s.file for s in registry} == {"Thing": top.resolve(), "OnThing": deep.resolve()}
-    assert "workbench_steps.a.b.c.deep_step" in sys.modules
+    assert f"{tmp_path.name}.a.b.c.deep_step" in sys.modules
 
 
 def test_error_in_a_nested_sub_folder_names_the_nested_file(tmp_path: Path) -> None:

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+# `req["pathParams"]`: the request as Motia's Python handlers read it, a mapping of these keys
+_MOTIA_KEYS = {
+    "body": "body",
+    "pathParams": "path_params",
+    "queryParams": "query_params",
+    "headers": "headers",
+    "method": "method",
+    "path": "path",
+}
+
 
 @dataclass(frozen=True)
-class ApiRequest:
+class ApiRequest(Mapping[str, Any]):
+    """What an API handler gets: attributes (`request.body`, `request.path_params`), and, for
+    handlers written for Motia, the same as a mapping (`req.get("body")`, `req["pathParams"]`)."""
+
     method: str
     path: str
     body: Any = None  # parsed JSON (a dict when a body schema validated it)
@@ -16,6 +29,18 @@ class ApiRequest:
     query_params: Mapping[str, str] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)
     parsed: Any = None  # the validated schema instance, when the step declares `body_schema`
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return getattr(self, _MOTIA_KEYS[key])
+        except KeyError:
+            raise KeyError(key) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_MOTIA_KEYS)
+
+    def __len__(self) -> int:
+        return len(_MOTIA_KEYS)
 
 
 @dataclass(frozen=True)

@@ -15,14 +15,15 @@ from pathlib import Path
 
 from .step_config import ApiStep, BackgroundStep, CronStep, EventStep, Step, StepError, build_step
 
-STEP_GLOB = "**/*_step.py"
+# ours, and Motia's second spelling (`create_pet.step.py`); `deletion_reaper.cron_step.py` is the first
+STEP_GLOBS = ("**/*_step.py", "**/*.step.py")
 
 
 @dataclass
 class Registry:
     steps_dir: Path
     steps: dict[str, Step] = field(default_factory=dict)
-    subscribers: dict[str, list[Step]] = field(default_factory=lambda: defaultdict(list))
+    subscribers: dict[str, list[BackgroundStep]] = field(default_factory=lambda: defaultdict(list))
 
     def add(self, step: Step) -> None:
         if step.name in self.steps:
@@ -37,8 +38,9 @@ class Registry:
                         f"{step.method} {step.path} is already served by {existing.name} ({existing.file})",
                     )
         self.steps[step.name] = step
-        for topic in step.subscriptions():
-            self.subscribers[topic].append(step)
+        if isinstance(step, BackgroundStep):  # only queued kinds run for an event
+            for topic in step.subscriptions():
+                self.subscribers[topic].append(step)
 
     def __iter__(self) -> Iterator[Step]:
         return iter(self.steps.values())
@@ -62,7 +64,7 @@ class Registry:
         """Steps whose runs are queued jobs (what a worker runs, what can become a dead letter)."""
         return [s for s in self.steps.values() if isinstance(s, BackgroundStep)]
 
-    def subscribers_of(self, topic: str) -> list[Step]:
+    def subscribers_of(self, topic: str) -> list[BackgroundStep]:
         return list(self.subscribers.get(topic, ()))
 
     def topics(self) -> list[str]:
@@ -82,21 +84,31 @@ def _same_route(a: str, b: str) -> bool:
 
 
 def step_files(steps_dir: Path) -> list[Path]:
-    return sorted(p for p in steps_dir.glob(STEP_GLOB) if p.is_file())
+    found = {p for pattern in STEP_GLOBS for p in steps_dir.glob(pattern) if p.is_file()}
+    return sorted(p for p in found if "__pycache__" not in p.parts)
+
+
+def module_name(path: Path, project_root: Path) -> str:
+    """A step's module name, dotted from the project's folder as Motia names them, so `__package__`
+    is the step's folder: `src/python/create_pet_step.py` → `src.python.create_pet_step`, where
+    `from .types import Pet` finds `src/python/types.py`. Dots in a file name become underscores
+    (`deletion_reaper.cron_step.py` → `deletion_reaper_cron_step`)."""
+    rel = path.relative_to(project_root)
+    stem = rel.name.removesuffix(".py").replace(".", "_")
+    return ".".join([*rel.parent.parts, stem])
 
 
 def _load_module(path: Path, steps_dir: Path) -> object:
-    rel = path.relative_to(steps_dir).with_suffix("")
-    module_name = "workbench_steps." + ".".join(rel.parts)
-    spec = importlib.util.spec_from_file_location(module_name, path)
+    name = module_name(path, steps_dir.parent)
+    spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise StepError(path, None, "cannot be imported")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
+    sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
-        del sys.modules[module_name]
+        del sys.modules[name]
         if isinstance(exc, SyntaxError):
             line = exc.lineno
             detail = f"{type(exc).__name__}: {exc.msg}"
@@ -123,17 +135,23 @@ def load(steps_dir: Path | str, *, stop_at_first: bool = False) -> tuple[Registr
     root = Path(steps_dir).resolve()
     if not root.is_dir():
         return Registry(root), [StepError(root, None, "steps folder does not exist")]
-    # step files may import helpers that sit beside them (e.g. `from pets.store import ...`)
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
+    # step files import helpers beside them (`from pets.store import ...`), or, as in Motia's
+    # projects, from the project's folder (`from src.services.pet_store import create`)
+    for folder in (root.parent, root):
+        if str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
     registry = Registry(root)
     errors: list[StepError] = []
+    motia_project = root.name == "src"  # Motia's layout: its steps follow Motia's rules (workbench.motia)
     for path in step_files(root):
         try:
             module = _load_module(path, root)
             if not hasattr(module, "config"):
                 raise StepError(path, "config", "missing: a step file needs a module-level `config` dict")
-            registry.add(build_step(path, module.config, getattr(module, "handler", None)))
+            step = build_step(
+                path, module.config, getattr(module, "handler", None), motia_project=motia_project
+            )
+            registry.add(step)
         except StepError as exc:
             errors.append(exc)
             if stop_at_first:

@@ -36,6 +36,14 @@ def _env_level(name: str, default: str) -> int:
     return level
 
 
+def default_steps_dir() -> Path:
+    """`steps/` if there is one, else `src/` (where Motia projects keep their steps), else `steps/`."""
+    for name in ("steps", "src"):
+        if Path(name).is_dir():
+            return Path(name)
+    return Path("steps")
+
+
 @dataclass(frozen=True)
 class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -65,7 +73,9 @@ class Settings:
     def from_env(cls, **overrides: object) -> Settings:
         base = cls(
             redis_url=os.environ.get("REDIS_URL", cls.redis_url),
-            steps_dir=Path(os.environ.get("WORKBENCH_STEPS", "steps")),
+            steps_dir=Path(os.environ["WORKBENCH_STEPS"])
+            if os.environ.get("WORKBENCH_STEPS")
+            else default_steps_dir(),
             app_name=os.environ.get("WORKBENCH_APP_NAME", Path.cwd().name),
             tracing=os.environ.get("WORKBENCH_TRACING", "1") not in ("0", "false", "no"),
             log_level=_env_level("WORKBENCH_LOG_LEVEL", "INFO"),

@@ -25,6 +25,7 @@ from .cron import CronError, CronSchedule
 
 if TYPE_CHECKING:
     from .context import Context
+    from .motia import MotiaExtras
 
 Handler = Callable[..., Awaitable[Any]]
 
@@ -87,9 +88,16 @@ class Step:
     virtual_emits: tuple[str, ...] = ()
     virtual_subscribes: tuple[str, ...] = ()
     handler: Handler | None = None
+    # Motia's spelling adds these (see workbench.motia)
+    motia_rules: bool = False  # may emit undeclared topics (warned); ctx.state.get answers as Motia's
+    emit_labels: Mapping[str, str] = field(default_factory=dict)  # topic -> the flow edge's label
+    conditional_emits: frozenset[str] = frozenset()  # drawn dashed: emitted on some runs only
+    notes: tuple[str, ...] = ()  # config accepted without effect, said by `workbench steps`
 
     @classmethod
-    def from_config(cls, file: Path, config: Mapping[str, Any], common: dict[str, Any]) -> Step:
+    def from_config(
+        cls, file: Path, config: Mapping[str, Any], common: dict[str, Any], extras: MotiaExtras
+    ) -> Step:
         """Validate the kind's own keys; `common` holds the checked keys every kind shares."""
         return cls(**common)
 
@@ -120,6 +128,10 @@ class Step:
             "virtualSubscribes": list(self.virtual_subscribes),
             "file": str(self.file),
             "triggers": self.triggers(),
+            "emitLabels": dict(self.emit_labels),
+            "conditionalEmits": sorted(self.conditional_emits),
+            "motiaRules": self.motia_rules,
+            "notes": list(self.notes),
         }
 
 
@@ -132,16 +144,30 @@ class ApiStep(Step):
 
     method: str = "GET"
     path: str = "/"
-    body_schema: Any = None
+    body_schema: Any = None  # a pydantic model or msgspec Struct, or a JSON Schema dict
     response_schema: Mapping[int, Any] = field(default_factory=dict)
     query_params: tuple[str, ...] = ()
+    query_descriptions: Mapping[str, str] = field(default_factory=dict)
+    middleware: tuple[Callable[..., Any], ...] = ()  # `async def mw(req, ctx, next)`, outermost first
+
+    @property
+    def body_model(self) -> Any:
+        """The body schema when it is a class (Litestar parses and documents it), else None."""
+        return None if isinstance(self.body_schema, Mapping) else self.body_schema
+
+    @property
+    def body_json_schema(self) -> Mapping[str, Any] | None:
+        """The body schema when it is a JSON Schema dict (checked by `workbench.web.api_invoke`)."""
+        return self.body_schema if isinstance(self.body_schema, Mapping) else None
 
     @property
     def path_params(self) -> list[str]:
         return _PATH_PARAM.findall(self.path)
 
     @classmethod
-    def from_config(cls, file: Path, config: Mapping[str, Any], common: dict[str, Any]) -> Step:
+    def from_config(
+        cls, file: Path, config: Mapping[str, Any], common: dict[str, Any], extras: MotiaExtras
+    ) -> Step:
         method = _str(file, config, "method").upper()
         if method not in HTTP_METHODS:
             raise StepError(file, "method", f"{method!r} is not one of {', '.join(HTTP_METHODS)}")
@@ -162,6 +188,8 @@ class ApiStep(Step):
             body_schema=_schema(file, "body_schema", config.get("body_schema")),
             response_schema=dict(responses),
             query_params=_topics(file, config, "query_params"),
+            query_descriptions=dict(extras.query_descriptions),
+            middleware=extras.middleware,
         )
 
     def trigger_label(self) -> str:
@@ -173,8 +201,12 @@ class ApiStep(Step):
     def describe(self) -> dict[str, Any]:
         data = super().describe()
         data.update(method=self.method, path=self.path)
-        if self.body_schema is not None and hasattr(self.body_schema, "model_json_schema"):
+        if self.body_json_schema is not None:
+            data["bodySchema"] = dict(self.body_json_schema)
+        elif self.body_schema is not None and hasattr(self.body_schema, "model_json_schema"):
             data["bodySchema"] = self.body_schema.model_json_schema()
+        if self.middleware:
+            data["middleware"] = [getattr(mw, "__name__", repr(mw)) for mw in self.middleware]
         return data
 
 
@@ -188,12 +220,14 @@ class BackgroundStep(Step, abc.ABC):
 
     retries: RetryPolicy = field(default_factory=RetryPolicy)
     timeout_s: float = 30.0
+    first_run_delay_s: float = 0.0  # an event's job waits this long before its first run
 
     @classmethod
-    def _run_options(cls, file: Path, config: Mapping[str, Any]) -> dict[str, Any]:
+    def _run_options(cls, file: Path, config: Mapping[str, Any], extras: MotiaExtras) -> dict[str, Any]:
         return {
             "retries": _retries(file, config.get("retries", cls.default_attempts)),
             "timeout_s": _number(file, "timeout", config.get("timeout", cls.default_timeout_s), 0.001),
+            "first_run_delay_s": extras.first_run_delay_s,
         }
 
     def prepare_input(self, data: Any) -> Any:
@@ -222,13 +256,15 @@ class EventStep(BackgroundStep):
     input_schema: Any = None
 
     @classmethod
-    def from_config(cls, file: Path, config: Mapping[str, Any], common: dict[str, Any]) -> Step:
+    def from_config(
+        cls, file: Path, config: Mapping[str, Any], common: dict[str, Any], extras: MotiaExtras
+    ) -> Step:
         subscribes = _topics(file, config, "subscribes")
         if not subscribes:
             raise StepError(file, "subscribes", "an event step must subscribe to at least one topic")
         return cls(
             **common,
-            **cls._run_options(file, config),
+            **cls._run_options(file, config, extras),
             subscribes=subscribes,
             input_schema=_schema(file, "input_schema", config.get("input_schema")),
         )
@@ -275,7 +311,9 @@ class CronStep(BackgroundStep):
     schedule: CronSchedule | None = None
 
     @classmethod
-    def from_config(cls, file: Path, config: Mapping[str, Any], common: dict[str, Any]) -> Step:
+    def from_config(
+        cls, file: Path, config: Mapping[str, Any], common: dict[str, Any], extras: MotiaExtras
+    ) -> Step:
         expression = _str(file, config, "cron")
         timezone = config.get("timezone")
         if timezone is not None and not isinstance(timezone, str):
@@ -286,7 +324,7 @@ class CronStep(BackgroundStep):
             raise StepError(file, "timezone" if "time zone" in str(exc) else "cron", str(exc)) from exc
         return cls(
             **common,
-            **cls._run_options(file, config),
+            **cls._run_options(file, config, extras),
             cron=schedule.expression,
             timezone=timezone,
             schedule=schedule,
@@ -342,12 +380,30 @@ def _topics(file: Path, cfg: Mapping[str, Any], key: str) -> tuple[str, ...]:
 
 
 def _schema(file: Path, key: str, value: Any) -> Any:
-    """Schemas are pydantic models or msgspec Structs (anything Litestar can document)."""
+    """Schemas are pydantic models or msgspec Structs (anything Litestar can document), or JSON
+    Schema dicts (as Motia's Python steps write them: `Model.model_json_schema()`)."""
     if value is None:
         return None
     if inspect.isclass(value) and (hasattr(value, "model_validate") or hasattr(value, "__struct_fields__")):
         return value
-    raise StepError(file, key, f"must be a pydantic model or msgspec Struct class, got {value!r}")
+    expected = "must be a pydantic model or msgspec Struct class, or a JSON Schema dict"
+    if isinstance(value, Mapping):
+        import json
+
+        from jsonschema import Draft202012Validator
+        from jsonschema.exceptions import SchemaError
+
+        try:
+            json.dumps(value)
+            Draft202012Validator.check_schema(value)
+        except (TypeError, ValueError) as exc:
+            raise StepError(file, key, f"{expected}; this dict is not JSON ({exc})") from exc
+        except SchemaError as exc:
+            raise StepError(
+                file, key, f"{expected}; this dict is not a valid JSON Schema: {exc.message}"
+            ) from exc
+        return dict(value)
+    raise StepError(file, key, f"{expected}, got {value!r}")
 
 
 def _number(file: Path, key: str, value: Any, minimum: float) -> float:
@@ -401,10 +457,13 @@ def _check_handler(file: Path, kind: type[Step], handler: Any) -> Handler:
     return handler  # type: ignore[no-any-return]
 
 
-def build_step(file: Path, config: Any, handler: Any) -> Step:
-    """Validate one step file's config and handler."""
+def build_step(file: Path, config: Any, handler: Any, *, motia_project: bool = False) -> Step:
+    """Validate one step file's config and handler (in our spelling or Motia's)."""
+    from .motia import translate
+
     if not isinstance(config, Mapping):
         raise StepError(file, None, "`config` must be a dict")
+    config, extras = translate(file, config, motia_project=motia_project)
     kinds = ", ".join(STEP_KINDS)
     if "type" not in config:
         raise StepError(file, "type", f"missing; one of {kinds}")
@@ -433,6 +492,12 @@ def build_step(file: Path, config: Any, handler: Any) -> Step:
         virtual_emits=_topics(file, config, "virtual_emits"),
         virtual_subscribes=_topics(file, config, "virtual_subscribes"),
     )
+    common.update(
+        motia_rules=extras.motia_rules,
+        emit_labels=dict(extras.emit_labels),
+        conditional_emits=extras.conditional_emits,
+        notes=extras.notes,
+    )
     if kind.handler_params is not None:
         common["handler"] = _check_handler(file, kind, handler)
-    return kind.from_config(file, config, common)
+    return kind.from_config(file, config, common, extras)
