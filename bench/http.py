@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from workbench.queue import QUEUE
+from workbench.job_queue import QUEUE
 
 from .bare_arq import QUEUE as BARE_QUEUE
 from .procs import PET_STEPS, Proc, Stack, wait_until

@@ -22,7 +22,7 @@ from typing import Any
 
 from arq.connections import RedisSettings, create_pool
 
-from workbench.queue import QUEUE
+from workbench.job_queue import QUEUE
 from workbench.registry import discover
 from workbench.runtime import Runtime
 from workbench.settings import Settings

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from workbench import queue
+from workbench import job_queue as queue
+from workbench.worker_loop import WorkerLoop, make_worker
 
 
 async def enqueue(redis_url: str, payloads: list[dict[str, Any]]) -> list[str]:
@@ -29,8 +30,8 @@ async def enqueue(redis_url: str, payloads: list[dict[str, Any]]) -> list[str]:
 
 def make_test_worker(
     redis_url: str, runner: queue.JobRunner, *, concurrency: int = 5, poll_delay_s: float = 0.05, burst: bool
-) -> queue.StepWorker:
-    return queue.make_worker(
+) -> WorkerLoop:
+    return make_worker(
         redis_url,
         run_job=runner,
         concurrency=concurrency,

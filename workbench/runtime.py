@@ -11,13 +11,13 @@ import logging
 import random
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
-from . import keys, queue
-from .context import Context, StepLogger
+from . import job_queue, keys
+from .context import Context, MotiaState, StepLogger
 from .deadletters import DeadLetters
 from .ids import new_id, now_ms
 from .registry import Registry
@@ -67,7 +67,7 @@ class Runtime:
         self._next_cron: dict[str, datetime] = {}
         self._last_beat = 0
         self._retention_task: asyncio.Task[None] | None = None
-        self.worker_id = queue.worker_name()
+        self.worker_id = job_queue.worker_name()
 
     async def start(self) -> None:
         install_span_capture(self.settings.log_level)
@@ -108,10 +108,12 @@ class Runtime:
         async def emit(topic: str, data: Any) -> None:
             await self.emit(topic, data, scope=scope)
 
+        # Motia's steps get Motia's answers from state (`{"data": value}`, see MotiaState)
+        state = cast(State, MotiaState(self.state)) if step.motia_rules else self.state
         return Context(
             trace_id=scope.trace_id,
             step=step,
-            state=self.state,
+            state=state,
             logger=StepLogger(step.name),
             _emit=emit,
             attempt=attempt,
@@ -124,7 +126,7 @@ class Runtime:
     async def emit(self, topic: str, data: Any, *, scope: SpanScope) -> Emitted:
         """One job per subscriber, enqueued with the trace's bookkeeping in one round trip."""
         subscribers = self.registry.subscribers_of(topic)
-        job_ids = [queue.new_job_id() for _ in subscribers]
+        job_ids = [job_queue.new_job_id() for _ in subscribers]
         scope.emit(topic, data, [s.name for s in subscribers])
         if subscribers:  # written in the same round trip as the jobs, just before them
             self.recorder.add_raw(adjust_record(scope.trace_id, open_delta=len(subscribers)))
@@ -138,9 +140,11 @@ class Runtime:
                     "parentId": scope.span.id,
                     "topic": topic,
                 }
-                queue.add_job(pipe, payload, job_id=job_id)
+                delay_ms = int(step.first_run_delay_s * 1000)
+                run_at = now_ms() + delay_ms if delay_ms else None  # Motia's queue.delaySeconds
+                job_queue.add_job(pipe, payload, job_id=job_id, run_at_ms=run_at)
             if subscribers:
-                queue.add_wake(pipe)
+                job_queue.add_wake(pipe)
 
         await self.recorder.run_with_records(scope.trace_id, build)
         return Emitted(topic, [s.name for s in subscribers], job_ids)
@@ -175,7 +179,7 @@ class Runtime:
         """Queue one run of a background step; a new trace is opened unless `trace_id` is given."""
         opens = trace_id is None
         trace_id = trace_id or new_id()
-        job_id = job_id or queue.new_job_id()
+        job_id = job_id or job_queue.new_job_id()
         payload = {
             "step": step.name,
             "data": data,
@@ -196,15 +200,15 @@ class Runtime:
         self.recorder.add_raw(adjust_record(trace_id, open_delta=1))
 
         def build(pipe: Pipeline) -> None:
-            queue.add_job(pipe, payload, job_id=job_id, run_at_ms=run_at_ms)
-            queue.add_wake(pipe)
+            job_queue.add_job(pipe, payload, job_id=job_id, run_at_ms=run_at_ms)
+            job_queue.add_wake(pipe)
 
         await self.recorder.run_with_records(trace_id, build)
         return trace_id, job_id
 
     # --- running a job (worker side) -------------------------------------------------------------
 
-    async def run_job(self, payload: dict[str, Any], info: queue.JobInfo) -> float | None:
+    async def run_job(self, payload: dict[str, Any], info: job_queue.JobInfo) -> float | None:
         """Run one attempt; returns seconds to wait before the next attempt, or None when done."""
         step = self.registry.get(payload["step"])
         trace_id = payload["traceId"]
@@ -341,7 +345,7 @@ class Runtime:
             while nxt.timestamp() <= moment.timestamp() + window_s:
                 tick_ms = int(nxt.timestamp() * 1000)
                 claim = f"{keys.CRON_CLAIM}{step.name}:{tick_ms}"
-                if tick_ms >= now_ms() - 60_000 and await queue.claim_once(self.redis, claim):
+                if tick_ms >= now_ms() - 60_000 and await job_queue.claim_once(self.redis, claim):
                     await self.enqueue_step(
                         step,
                         None,

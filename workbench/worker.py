@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from .queue import make_worker
 from .registry import Registry
 from .runtime import Runtime
 from .settings import Settings
+from .worker_loop import make_worker
 
 log = logging.getLogger("workbench.worker")
 

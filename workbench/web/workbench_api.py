@@ -13,7 +13,7 @@ from litestar.exceptions import HTTPException, NotFoundException
 from litestar.params import FromPath, FromQuery, QueryParameter
 
 from ..ids import now_ms
-from ..queue import queue_stats
+from ..job_queue import queue_stats
 from ..runtime import Runtime
 from ..step_config import CronStep, Step
 

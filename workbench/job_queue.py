@@ -1,0 +1,235 @@
+"""The job queue as the rest of the framework sees it: jobs in Redis, and the operations on them.
+
+Producers (`runtime.py`, the web process) use `new_job_id`, `add_job` and `add_wake` (commands added
+to a pipeline, so an emit, its trace bookkeeping and the wake-up travel in one round trip),
+`claim_once` (a cron tick's single owner), `queue_stats` and, in tests, `make_all_due`. The worker
+(`worker_loop.py`) runs jobs through `JobQueue`: claim due jobs, end them, put them back.
+
+The data is arq's layout (see `arq_seam.py`, the only module that imports arq): the queue is a
+sorted set of job ids scored by due time (ms); a job stays in it until it ends. What we add:
+- **Wake-up.** Each enqueue publishes on `WAKE_CHANNEL`; an idle worker waits on that channel
+  instead of sleeping, so pickup takes milliseconds and polling is only a fallback.
+- **Lean claims.** One script call finds, claims and reads due jobs (arq spends three round trips
+  per job before it starts one); the endings of jobs that finish together go in one MULTI/EXEC.
+- **Leases.** A running job's in-progress key lives for the lease (a few seconds) and is renewed
+  while the job runs, so a job whose worker died runs again after the lease, whatever the longest
+  step timeout is.
+- **Interrupted runs.** A run stopped by a graceful shutdown is counted apart (`INTERRUPTS`): it is
+  not an attempt of the step.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+from uuid import uuid4
+
+import msgspec
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+
+from . import arq_seam, keys
+from .ids import now_ms
+
+QUEUE = keys.PREFIX + "queue"  # zset: job id -> due ms
+WAKE_CHANNEL = keys.PREFIX + "wake"
+INTERRUPTS = keys.PREFIX + "interrupts:"  # + job id: runs stopped by a graceful shutdown
+JOB_FUNCTION = "workbench.step"  # the one function name every job carries (arq's format has one)
+JOB_EXPIRES_MS = 7 * 24 * 3600 * 1000  # a queued job not started within a week is dropped by Redis
+TRIES_TTL_S = 88_400  # a job's run counter outlives any retry schedule
+INTERRUPTS_TTL_S = 86_400
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+
+
+def serializer(obj: dict[str, Any]) -> bytes:
+    """How a job is encoded inside arq's format (JSON: readable with redis-cli, no pickle)."""
+    return _encode(obj)
+
+
+def deserializer(raw: bytes) -> dict[str, Any]:
+    result: dict[str, Any] = _decode(raw)
+    return result
+
+
+def job_key(job_id: str) -> str:
+    return arq_seam.JOB_KEY_PREFIX + job_id
+
+
+def lease_key(job_id: str) -> str:
+    return arq_seam.IN_PROGRESS_KEY_PREFIX + job_id
+
+
+def tries_key(job_id: str) -> str:
+    return arq_seam.RETRY_KEY_PREFIX + job_id
+
+
+def interrupts_key(job_id: str) -> str:
+    return INTERRUPTS + job_id
+
+
+_job_seq = itertools.count()
+
+
+def new_job_id() -> str:
+    """32 hex digits that sort in creation order within a process (ms, then a counter): jobs due in
+    the same millisecond run in the order they were enqueued (a sorted set orders ties by member)."""
+    return f"{now_ms():012x}{next(_job_seq) & 0xFFFFFF:06x}{uuid4().hex[:14]}"
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def add_job(pipe: Pipeline, payload: dict[str, Any], *, job_id: str, run_at_ms: int | None = None) -> None:
+    """Queue one job (to be run by `JOB_FUNCTION` with `payload`), as commands on `pipe`."""
+    enqueued = now_ms()
+    score = run_at_ms if run_at_ms is not None else enqueued
+    data = arq_seam.encode_job(JOB_FUNCTION, payload, enqueued, serializer)
+    pipe.psetex(job_key(job_id), JOB_EXPIRES_MS + max(0, score - enqueued), data)
+    pipe.zadd(QUEUE, {job_id: score})
+
+
+def add_wake(pipe: Pipeline) -> None:
+    """Tell idle workers to look at the queue now."""
+    pipe.publish(WAKE_CHANNEL, b"1")
+
+
+async def claim_once(redis: Redis, name: str, ttl_s: int = 3600) -> bool:
+    """True for the first caller only (per name, within the ttl): a cron tick's single owner."""
+    return bool(await redis.set(name, b"1", nx=True, ex=ttl_s))
+
+
+async def queue_stats(redis: Redis) -> dict[str, int]:
+    now = now_ms()
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.zcount(QUEUE, "-inf", now)
+        pipe.zcount(QUEUE, f"({now}", "+inf")
+        ready, deferred = await pipe.execute()
+    return {"ready": int(ready), "deferred": int(deferred)}
+
+
+async def make_all_due(redis: Redis) -> int:
+    """Move every deferred job (a retry waiting out its backoff, a future cron tick) to now, keeping
+    their order; returns how many moved. The test harness's `drain()` uses it so that tests never
+    wait for real time to pass."""
+    now = now_ms()
+    deferred = await redis.zrangebyscore(QUEUE, f"({now}", "+inf")
+    if deferred:
+        # just before now, in their order (equal scores would be ordered by job id instead)
+        await redis.zadd(QUEUE, {job_id: now - 1 + i * 1e-6 for i, job_id in enumerate(deferred)}, xx=True)
+    return len(deferred)
+
+
+class JobInfo(msgspec.Struct):
+    job_id: str
+    try_number: int  # 1 for the first run of this job id; every run counts up (retries, crashes, stops)
+    ready_at: int  # ms at which the job became due (enqueue time, retry time or cron tick)
+    interrupted: int = 0  # earlier runs stopped by a graceful shutdown (they are not attempts)
+
+    @property
+    def attempt(self) -> int:
+        return self.try_number - self.interrupted
+
+
+# what the worker calls for each job: returns seconds to wait before running it again, or None
+JobRunner = Callable[[dict[str, Any], JobInfo], Awaitable[float | None]]
+
+
+def payload_of(raw: bytes) -> dict[str, Any]:
+    """The payload `add_job` queued, from the job's stored bytes."""
+    return arq_seam.payload_of(_decode(raw))
+
+
+# Find and claim due jobs in one round trip, atomically, and hand back what running them needs
+# (arq reads the queue, then claims each job with WATCH/EXISTS/ZSCORE/MULTI, then reads it with
+# another MULTI: two workers reading the same head of the queue fight over every job, and each job
+# costs three round trips before it starts). KEYS: queue. ARGV: now ms, lease ms, jobs wanted, how
+# far to look, and the in-progress, try-count, job and interrupt key prefixes.
+# Returns, per job: id, score, serialized job (nil once expired), run number, interrupted runs.
+_CLAIM = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, ARGV[4])
+local out, want, taken = {}, tonumber(ARGV[3]), 0
+for i = 1, #ids, 2 do
+  if taken >= want then break end
+  local id = ids[i]
+  local lease = ARGV[5] .. id
+  if redis.call('EXISTS', lease) == 0 then
+    redis.call('PSETEX', lease, ARGV[2], '1')
+    local run = redis.call('INCR', ARGV[6] .. id)
+    redis.call('EXPIRE', ARGV[6] .. id, 88400)
+    local interrupted = 0
+    if run > 1 then interrupted = tonumber(redis.call('GET', ARGV[8] .. id) or '0') end
+    taken = taken + 1
+    out[#out + 1] = id
+    out[#out + 1] = ids[i + 1]
+    out[#out + 1] = redis.call('GET', ARGV[7] .. id)
+    out[#out + 1] = run
+    out[#out + 1] = interrupted
+  end
+end
+return out
+"""
+_CLAIM_FIELDS = 5
+
+
+class JobQueue:
+    """The worker's side of the queue, over one Redis client (bytes responses)."""
+
+    def __init__(self, redis: Redis, *, lease_s: float, read_limit: int) -> None:
+        self.redis = redis
+        self.lease_ms = int(lease_s * 1000)
+        self.read_limit = read_limit
+        self._claim = redis.register_script(_CLAIM)
+
+    async def claim(self, wanted: int) -> list[tuple[JobInfo, bytes | None]]:
+        """Claim up to `wanted` due jobs: each with its run's info and its stored bytes (None when
+        the job's data expired before it could run)."""
+        prefixes = [arq_seam.IN_PROGRESS_KEY_PREFIX, arq_seam.RETRY_KEY_PREFIX, arq_seam.JOB_KEY_PREFIX]
+        flat = await self._claim(
+            keys=[QUEUE], args=[now_ms(), self.lease_ms, wanted, self.read_limit, *prefixes, INTERRUPTS]
+        )
+        claimed: list[tuple[JobInfo, bytes | None]] = []
+        for i in range(0, len(flat), _CLAIM_FIELDS):
+            job_id = flat[i].decode()
+            score, raw, run, interrupted = flat[i + 1 : i + _CLAIM_FIELDS]
+            claimed.append((JobInfo(job_id, int(run), int(float(score)), int(interrupted)), raw))
+        return claimed
+
+    @staticmethod
+    def end(pipe: Pipeline, job_id: str) -> None:
+        """The job is done (completed, dead-lettered or expired): remove it and its keys."""
+        pipe.zrem(QUEUE, job_id)
+        pipe.delete(lease_key(job_id), tries_key(job_id), job_key(job_id), interrupts_key(job_id))
+
+    @staticmethod
+    def retry_at(pipe: Pipeline, job_id: str, at_ms: int) -> None:
+        """Run the job again at `at_ms`; idle workers work out their sleep again (it may be first)."""
+        pipe.zadd(QUEUE, {job_id: at_ms}, xx=True)
+        pipe.delete(lease_key(job_id))
+        add_wake(pipe)
+
+    @staticmethod
+    def interrupt(pipe: Pipeline, job_id: str) -> None:
+        """A run stopped by a graceful shutdown: the job is due again at once (its score has not
+        changed), and this run does not count against its attempts."""
+        pipe.incr(interrupts_key(job_id))
+        pipe.expire(interrupts_key(job_id), INTERRUPTS_TTL_S)
+        pipe.delete(lease_key(job_id))
+
+    def renew(self, pipe: Any, job_ids: Sequence[str]) -> None:
+        """Extend the leases of running jobs (`pipe`: an async or a sync pipeline)."""
+        for job_id in job_ids:
+            pipe.pexpire(lease_key(job_id), self.lease_ms)
+
+    async def next_deferred_ms(self) -> int | None:
+        """When the next job not yet due falls due."""
+        due = await self.redis.zrangebyscore(QUEUE, f"({now_ms()}", "+inf", start=0, num=1, withscores=True)
+        return int(due[0][1]) if due else None
+
+    async def size(self) -> int:
+        return int(await self.redis.zcard(QUEUE))

@@ -1,0 +1,385 @@
+"""The worker loop: claims due jobs from the queue and runs each in a task of its own.
+
+It is ours, not arq's `Worker` (see `arq_seam.py` for what is still arq's: the data layout):
+- **Slots.** At most `concurrency` jobs run at once; a job ending frees its slot and wakes the loop.
+- **Poll and wake.** The loop claims as many due jobs as it has free slots, in one script call. With
+  room to spare and nothing due it sleeps until a wake-up message arrives (every enqueue publishes
+  one), the next deferred job falls due, or the poll delay passes (a fallback).
+- **Leases.** A running job's lease is renewed every third of the lease, so only a worker that
+  stopped renewing (a dead one) loses its jobs.
+- **Endings in batches.** The endings of jobs that finish together are written in one MULTI/EXEC. A
+  run that cannot finish (the machinery failed, not the step) is put back in the queue, never dropped.
+- **Burst.** With `burst`, the loop returns once the queue is empty (deferred retries included).
+- **Graceful stop.** SIGTERM or SIGINT (or `stop()`): no more claims; running jobs get the grace
+  period to finish, then they are cancelled and re-queued (an interrupted run is not an attempt).
+- **Resilience.** Losing Redis does not kill the worker: it backs off and carries on.
+- **Liveness.** The `heartbeat` hook (the runtime's cron ticks and worker list) runs every iteration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import RedisError
+
+from .ids import now_ms
+from .job_queue import WAKE_CHANNEL, JobInfo, JobQueue, JobRunner, payload_of
+
+log = logging.getLogger("workbench.queue")
+
+CANCEL_WAIT_S = 2.0  # after the grace period: how long cancelled jobs get to record their stop
+
+
+class WorkerLoop:
+    """Runs jobs from the queue until stopped (or, with `burst`, until the queue is empty)."""
+
+    def __init__(
+        self,
+        redis_url: str,
+        *,
+        run_job: JobRunner,
+        heartbeat: Callable[[], Awaitable[None]] | None,
+        concurrency: int,
+        poll_delay_s: float,
+        lease_s: float,
+        grace_s: float,
+        max_timeout_s: float,
+        burst: bool,
+        handle_signals: bool,
+    ) -> None:
+        self.redis_url = redis_url
+        self.concurrency = concurrency
+        self.poll_delay_s = poll_delay_s
+        self.lease_s = lease_s
+        self.grace_s = grace_s
+        self.burst = burst
+        self.handle_signals = handle_signals
+        self.jobs_complete = self.jobs_retried = self.jobs_failed = 0
+        self._run_job = run_job
+        self._heartbeat = heartbeat
+        self._backstop_s = max_timeout_s + 5  # each step's own timeout fires first
+        self._redis: Redis | None = None
+        self._queue: JobQueue | None = None
+        self._pubsub: Any = None  # redis-py's PubSub (its close is untyped)
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._stopping = False
+        self._grace_over = False
+        # the loop's one wake-up: set by a job ending, a wake-up message, or a stop; cleared before
+        # each look at the queue, so nothing that happens while looking is missed
+        self._nudged = False
+        self._nap: asyncio.Future[None] | None = None
+        self._endings: list[Callable[[Pipeline], None]] = []  # job endings waiting for the next batch
+        self._endings_written: asyncio.Future[None] | None = None
+        self._ending_writer: asyncio.Task[None] | None = None
+        self._signals: list[signal.Signals] = []
+
+    # --- running --------------------------------------------------------------------------------
+
+    async def async_run(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._redis = await _connect_with_backoff(self.redis_url)
+        self._queue = JobQueue(self._redis, lease_s=self.lease_s, read_limit=max(self.concurrency * 5, 100))
+        log.info("worker %s started: %d jobs at once", os.getpid(), self.concurrency)
+        if self.handle_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, self.stop)
+                self._signals.append(sig)
+        leases = loop.create_task(self._renew_leases(), name="workbench-leases")
+        listener = loop.create_task(self._listen(), name="workbench-wake")
+        try:
+            await self._poll_loop()
+            await self._finish_running()
+        except asyncio.CancelledError:
+            self._stopping = self._grace_over = True
+            await self._cancel_running()
+            raise
+        finally:
+            leases.cancel()
+            listener.cancel()
+            await asyncio.gather(leases, listener, return_exceptions=True)
+            await self._reset_pubsub()
+
+    def stop(self) -> None:
+        """Stop claiming jobs; running ones get the grace period. A second call ends the grace."""
+        if self._stopping:
+            self._grace_over = True
+        else:
+            log.info("stopping: waiting up to %.0fs for %d running jobs", self.grace_s, len(self._running))
+        self._stopping = True
+        self._nudge()
+
+    async def close(self) -> None:
+        """Release what `async_run` opened (jobs still running are cancelled and re-queued)."""
+        loop = asyncio.get_running_loop()
+        for sig in self._signals:
+            loop.remove_signal_handler(sig)
+        self._signals = []
+        if self._running:
+            self._stopping = self._grace_over = True
+            await self._cancel_running()
+        if self._redis is not None:
+            await self._redis.aclose(close_connection_pool=True)
+            self._redis = None
+
+    async def _poll_loop(self) -> None:
+        backoff = 0.1
+        me = asyncio.current_task()
+        while not self._stopping:
+            if me is not None and me.cancelling():
+                # redis-py can swallow a cancellation that lands mid-read: honour it here
+                raise asyncio.CancelledError
+            try:
+                self._nudged = False  # before looking: a job ending or a wake-up from now on counts
+                free = self.concurrency - len(self._running)
+                claimed = await self._claim(free) if free > 0 else 0
+                if self._heartbeat is not None:
+                    await self._heartbeat()
+                if self.burst and not self._running and not claimed and not await self._q.size():
+                    return
+                if free <= claimed:
+                    await self._sleep(self.poll_delay_s)  # full: until a job ends
+                elif claimed == 0:
+                    await self._sleep(await self._idle_timeout())  # until work arrives
+                if backoff > 0.1:
+                    log.warning("Redis is reachable again; worker resumes")
+                backoff = 0.1
+            except (RedisError, OSError) as exc:
+                log.warning("Redis unreachable (%s); worker retries in %.1fs", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _claim(self, free: int) -> int:
+        claimed = await self._q.claim(free)
+        for info, raw in claimed:
+            task = asyncio.get_running_loop().create_task(self._run_claimed(info, raw))
+            self._running[info.job_id] = task
+            task.add_done_callback(functools.partial(self._job_done, info.job_id))
+        return len(claimed)
+
+    def _job_done(self, job_id: str, task: asyncio.Task[None]) -> None:
+        if self._running.get(job_id) is task:
+            del self._running[job_id]
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("the worker failed running a job", exc_info=exc)
+        self._nudge()
+
+    async def _idle_timeout(self) -> float:
+        # a burst run ends once a poll finds the queue empty: look often rather than sleep past it
+        timeout = min(self.poll_delay_s, 0.05) if self.burst else self.poll_delay_s
+        due = await self._q.next_deferred_ms()
+        if due is not None:
+            timeout = max(0.0005, min(timeout, (due - now_ms()) / 1000))
+        return timeout
+
+    def _nudge(self) -> None:
+        self._nudged = True
+        if self._nap is not None and not self._nap.done():
+            self._nap.set_result(None)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Until nudged (a job ended, a wake-up arrived, a stop) or `seconds` pass."""
+        if self._nudged:
+            return
+        loop = asyncio.get_running_loop()
+        self._nap = nap = loop.create_future()
+        timer = loop.call_later(seconds, _resolve, nap)
+        try:
+            await nap
+        finally:
+            timer.cancel()
+            self._nap = None
+
+    async def _listen(self) -> None:
+        """Read wake-up messages for as long as the worker runs, reconnecting after a Redis outage."""
+        backoff = 0.1
+        while True:
+            try:
+                if self._pubsub is None:
+                    self._pubsub = self._r.pubsub()
+                    await self._pubsub.subscribe(WAKE_CHANNEL)
+                message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+                if message is not None:
+                    self._nudge()
+                backoff = 0.1
+            except (RedisError, OSError):
+                await self._reset_pubsub()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                self._nudge()  # a wake-up may have been lost meanwhile: look at the queue
+
+    async def _reset_pubsub(self) -> None:
+        if self._pubsub is not None:
+            with contextlib.suppress(Exception):
+                await self._pubsub.aclose()
+            self._pubsub = None
+
+    # --- one job ----------------------------------------------------------------------------------
+
+    async def _run_claimed(self, info: JobInfo, raw: bytes | None) -> None:
+        """One run of a claimed job: the runner, then its ending (done, retry later, or re-queued)."""
+        job_id = info.job_id
+        if raw is None:  # its data expired (a job not started within JOB_EXPIRES_MS)
+            log.warning("job %s expired before it could run; removed", job_id)
+            await self._end(job_id, None)
+            return
+        try:
+            payload = payload_of(raw)
+            async with asyncio.timeout(self._backstop_s):
+                delay = await self._run_job(payload, info)
+        except asyncio.CancelledError:
+            # stopped by a graceful shutdown: the job goes back to the queue at once
+            with contextlib.suppress(RedisError, OSError):
+                async with self._r.pipeline(transaction=True) as pipe:
+                    self._q.interrupt(pipe, job_id)
+                    await asyncio.shield(pipe.execute())
+            raise
+        except Exception:
+            # the job machinery itself failed (not the step: its errors are the runner's to handle),
+            # Redis away while dead-lettering, say: run the job again later rather than lose it
+            delay = min(60.0, 2.0 ** min(info.try_number, 6))
+            log.exception("job %s could not be run; it runs again in %.0f s", job_id, delay)
+            self.jobs_failed += 1
+        else:
+            if delay is None:
+                self.jobs_complete += 1
+            else:
+                self.jobs_retried += 1
+        await self._end(job_id, delay)
+
+    async def _end(self, job_id: str, retry_in_s: float | None) -> None:
+        """Remove a finished job, or put it back in the queue for `retry_in_s`; written with the
+        other jobs ending at about the same time, in one MULTI/EXEC."""
+        if retry_in_s is None:
+            self._endings.append(lambda pipe: JobQueue.end(pipe, job_id))
+        else:
+            at_ms = now_ms() + int(retry_in_s * 1000)
+            self._endings.append(lambda pipe: JobQueue.retry_at(pipe, job_id, at_ms))
+        if self._endings_written is None:
+            self._endings_written = asyncio.get_running_loop().create_future()
+        written = self._endings_written
+        if self._ending_writer is None or self._ending_writer.done():
+            self._ending_writer = asyncio.get_running_loop().create_task(self._write_endings())
+        try:
+            await asyncio.shield(written)
+        except (RedisError, OSError) as exc:
+            # the lease runs out, and the job runs again: at least once, never lost
+            log.warning("could not record the end of job %s (%s); it runs again after its lease", job_id, exc)
+
+    async def _write_endings(self) -> None:
+        """Write the job endings queued so far, batch after batch, one round trip each."""
+        while self._endings:
+            builds, written = self._endings, self._endings_written
+            self._endings, self._endings_written = [], None
+            assert written is not None
+            try:
+                async with self._r.pipeline(transaction=True) as pipe:
+                    for build in builds:
+                        build(pipe)
+                    await pipe.execute()
+            except asyncio.CancelledError:
+                written.cancel()
+                raise
+            except Exception as exc:
+                written.set_exception(exc)
+            else:
+                written.set_result(None)
+
+    async def _renew_leases(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_s / 3)
+            running = [job_id for job_id, task in self._running.items() if not task.done()]
+            if not running:
+                continue
+            with contextlib.suppress(RedisError, OSError):
+                async with self._r.pipeline(transaction=False) as pipe:
+                    self._q.renew(pipe, running)
+                    await pipe.execute()
+
+    # --- stopping ---------------------------------------------------------------------------------
+
+    async def _finish_running(self) -> None:
+        """The grace period: running jobs may finish; then the rest are cancelled and re-queued."""
+        deadline = asyncio.get_running_loop().time() + self.grace_s
+        while self._running and not self._grace_over:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                break
+            self._nudged = False
+            await self._sleep(left)
+        await self._cancel_running()
+
+    async def _cancel_running(self) -> None:
+        tasks = list(self._running.values())
+        if not tasks:
+            return
+        log.info("stopping: %d jobs did not finish in time; they are re-queued", len(tasks))
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks, timeout=CANCEL_WAIT_S)
+
+    @property
+    def _r(self) -> Redis:
+        assert self._redis is not None, "the worker is not running"
+        return self._redis
+
+    @property
+    def _q(self) -> JobQueue:
+        assert self._queue is not None, "the worker is not running"
+        return self._queue
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def _connect_with_backoff(url: str) -> Redis:
+    backoff = 0.2
+    while True:
+        redis: Redis = Redis.from_url(
+            url, socket_connect_timeout=2, health_check_interval=10, retry_on_timeout=False
+        )
+        try:
+            await redis.ping()
+            return redis
+        except (RedisError, OSError) as exc:
+            await redis.aclose(close_connection_pool=True)
+            log.warning("cannot reach Redis (%s); retrying in %.1fs", exc, backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+
+def make_worker(
+    redis_url: str,
+    *,
+    run_job: JobRunner,
+    heartbeat: Callable[[], Awaitable[None]] | None = None,
+    concurrency: int,
+    poll_delay_s: float,
+    lease_s: float,
+    grace_s: float,
+    max_timeout_s: float,
+    burst: bool = False,
+    handle_signals: bool = True,
+) -> WorkerLoop:
+    return WorkerLoop(
+        redis_url,
+        run_job=run_job,
+        heartbeat=heartbeat,
+        concurrency=concurrency,
+        poll_delay_s=poll_delay_s,
+        lease_s=lease_s,
+        grace_s=grace_s,
+        max_timeout_s=max_timeout_s,
+        burst=burst,
+        handle_signals=handle_signals,
+    )
