@@ -38,6 +38,8 @@ async def call(
     headers: dict[str, str] | None = None,
     query: dict[str, str] | None = None,
     scope_type: str = "http",
+    allowed_hosts: tuple[str, ...] | None = None,
+    scheme: str = "http",
 ) -> Reply:
     reached: list[dict[str, Any]] = []
 
@@ -48,7 +50,7 @@ async def call(
         await send({"type": "http.response.start", "status": 200, "headers": [(b"x-inner", b"1")]})
         await send({"type": "http.response.body", "body": b"inner", "more_body": False})
 
-    app = guard_middleware(token)(inner)
+    app = guard_middleware(token, allowed_hosts=allowed_hosts)(inner)
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
@@ -60,6 +62,7 @@ async def call(
     all_headers = {"host": "127.0.0.1:3000", **(headers or {})}
     scope = {
         "type": scope_type,
+        "scheme": scheme,
         "method": method,
         "path": path,
         "query_string": urlencode(query or {}).encode(),
@@ -130,8 +133,9 @@ async def test_an_unrelated_custom_header_is_not_enough() -> None:
     ("origin", "allowed"),
     [
         ("http://127.0.0.1:3000", True),
-        ("https://127.0.0.1:3000", True),  # the host is what counts
-        ("null", True),  # sandboxed/file pages; the header requirement still applies to them
+        ("HTTP://127.0.0.1:3000/", True),  # origins compare without case or a trailing slash
+        ("https://127.0.0.1:3000", False),  # another scheme is another origin
+        ("null", False),  # sandboxed or file pages: no origin to trust
         ("http://127.0.0.1:3001", False),  # another port is another site
         ("http://localhost:3000", False),
         ("https://evil.example", False),
@@ -228,24 +232,70 @@ async def test_without_a_credential_an_action_gets_401_before_403() -> None:
 # --- known gaps (strict xfail: they fail loudly the day the guard is fixed) ---------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="guard.py: http.cookies.SimpleCookie drops the whole Cookie header when any cookie in it is "
-    "not RFC-clean (e.g. one another app on localhost set), so the workbench cookie is not seen",
-)
 async def test_the_cookie_is_found_beside_a_cookie_with_json_in_it() -> None:
     headers = {"cookie": f'prefs={{"a":1}}; {COOKIE}={TOKEN}'}
     assert_passed(await call(TOKEN, "GET", "/_workbench/", headers=headers))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="guard.py: hmac.compare_digest raises TypeError for a non-ASCII str, so a token guess "
-    "like ?token=é is an unhandled exception (a 500) instead of a 401",
-)
 async def test_a_non_ascii_token_guess_is_a_401() -> None:
     assert_refused(await call(TOKEN, "GET", "/_workbench/", query={"token": "é"}), 401, "token")
+    assert_refused(
+        await call(TOKEN, "GET", "/_workbench/", headers={"authorization": "Bearer sé"}), 401, "token"
+    )
+
+
+async def test_behind_https_the_cookie_is_secure() -> None:
+    for reply in (
+        await call(TOKEN, "GET", "/_workbench/", query={"token": TOKEN}, scheme="https"),
+        await call(
+            TOKEN, "GET", "/_workbench/", query={"token": TOKEN}, headers={"x-forwarded-proto": "https"}
+        ),
+    ):
+        assert reply.status == 303
+        assert "Secure" in [part.strip() for part in reply.headers["set-cookie"].split(";")]
+
+
+async def test_behind_an_https_proxy_the_https_origin_is_the_own_one() -> None:
+    headers = {"x-workbench": "1", "origin": "https://127.0.0.1:3000", "x-forwarded-proto": "https"}
+    assert_passed(await call(None, "POST", "/_workbench/api/emit", headers=headers))
+
+
+# --- the host name (DNS rebinding) ----------------------------------------------------------------------
+
+LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1:3000", "localhost:3000", "LOCALHOST", "[::1]:3000", "app.localhost:3000", "127.0.0.1"]
+)
+@pytest.mark.parametrize("path", ["/_workbench/api/state", "/pets"])
+async def test_loopback_names_are_answered(host: str, path: str) -> None:
+    assert_passed(await call(None, "GET", path, headers={"host": host}, allowed_hosts=LOOPBACK))
+
+
+@pytest.mark.parametrize(
+    "host", ["evil.example:3000", "127.0.0.1.evil.example", "localhost.evil.example", "", "[::2]"]
+)
+@pytest.mark.parametrize("path", ["/_workbench/api/state", "/pets"])
+async def test_a_rebinding_host_name_gets_421_everywhere(host: str, path: str) -> None:
+    reply = await call(None, "GET", path, headers={"host": host}, allowed_hosts=LOOPBACK)
+    assert_refused(reply, 421, "does not answer to the host name")
+
+
+async def test_allowed_names_and_subdomains() -> None:
+    allowed = (*LOOPBACK, "dev.example", ".corp.example")
+    assert_passed(
+        await call(None, "GET", "/pets", headers={"host": "dev.example:3000"}, allowed_hosts=allowed)
+    )
+    assert_passed(
+        await call(None, "GET", "/pets", headers={"host": "a.b.corp.example"}, allowed_hosts=allowed)
+    )
+    refused = await call(None, "GET", "/pets", headers={"host": "corp.example.evil"}, allowed_hosts=allowed)
+    assert refused.status == 421
+
+
+async def test_without_a_host_list_any_host_is_answered() -> None:
+    assert_passed(await call(None, "GET", "/pets", headers={"host": "anything.example"}))
 
 
 # --- the real app puts it in front of its routes --------------------------------------------------------

@@ -12,8 +12,19 @@ from dataclasses import replace
 from pathlib import Path
 
 from .registry import Registry, discover
-from .settings import Settings
+from .settings import LOOPBACK_HOSTS, Settings
 from .step_config import StepError
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _load(settings: Settings) -> Registry:
@@ -38,19 +49,37 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
     settings = _settings(argparse.Namespace(steps=args.steps))
     _load(settings)  # a broken step file stops the start here, with the file and the reason
+    hosts = [*LOOPBACK_HOSTS, *args.allow_host]
+    if not is_loopback(args.host):
+        if not settings.workbench_token and not args.insecure:
+            print(f"error: `dev --host {args.host}` serves the workbench (state, emits, step sources) to "
+                  "the network: set WORKBENCH_TOKEN (16+ characters) to put it behind a token, or pass "
+                  "--insecure to serve it open anyway", file=sys.stderr)  # fmt: skip
+            return 2
+        if not settings.workbench_token:
+            print(f"warning: --insecure: the workbench on {args.host} is open to anyone who can reach it",
+                  flush=True)  # fmt: skip
+        if args.host not in ("0.0.0.0", "::"):
+            hosts.append(args.host)
+        if not args.allow_host:
+            print("note: only loopback host names are answered; add the names this machine is reached by "
+                  "with --allow-host NAME (DNS-rebinding protection)", flush=True)  # fmt: skip
     return run_dev(
-        settings, host=args.host, port=args.port, redis_choice=args.redis, reload=not args.no_reload
-    )
+        settings, host=args.host, port=args.port, redis_choice=args.redis, reload=not args.no_reload,
+        allowed_hosts=tuple(hosts),
+    )  # fmt: skip
 
 
 def cmd_start(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from .tracing.recorder import configure_logging
+    from .console import configure_logging
     from .web.app import create_app
 
     dev = os.environ.get("WORKBENCH_MODE") == "dev"  # set by `workbench dev` for its web process
     settings = _settings(args, mode="dev" if dev else "start")
+    if dev and settings.allowed_hosts is None:
+        settings = replace(settings, allowed_hosts=LOOPBACK_HOSTS)
     if not dev:
         # production: the workbench UI only when asked for (WORKBENCH_UI=1), and then behind a token
         enabled = os.environ.get("WORKBENCH_UI") == "1"
@@ -75,7 +104,7 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from .tracing.recorder import configure_logging
+    from .console import configure_logging
     from .worker import run_worker
 
     overrides: dict[str, object] = {"mode": "worker"}
@@ -128,6 +157,9 @@ def cmd_steps(args: argparse.Namespace) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for row in rows:
         print("  ".join(cell.ljust(widths[i]) if i < 3 else cell for i, cell in enumerate(row)))
+    for step in registry:  # config accepted without effect (Motia's includeFiles, ...)
+        for note in step.notes:
+            print(f"note: {step.name}: {note}")
     return 0
 
 
@@ -176,7 +208,7 @@ def parser() -> argparse.ArgumentParser:
     new.set_defaults(fn=cmd_new)
 
     def common(cmd: argparse.ArgumentParser) -> None:
-        cmd.add_argument("--steps", help="folder of *_step.py files (default: ./steps)")
+        cmd.add_argument("--steps", help="folder of *_step.py files (default: ./steps, else ./src)")
 
     dev = sub.add_parser("dev", help="web + worker + Redis in one command, reloading on changes")
     common(dev)
@@ -184,6 +216,14 @@ def parser() -> argparse.ArgumentParser:
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--redis", help="a Redis URL, or 'embedded' to start a private one")
     dev.add_argument("--no-reload", action="store_true", help="do not restart when step files change")
+    dev.add_argument(
+        "--allow-host", action="append", default=[], metavar="NAME",
+        help="also answer to this Host name (default: loopback names only); repeatable",
+    )  # fmt: skip
+    dev.add_argument(
+        "--insecure", action="store_true",
+        help="allow a non-loopback --host without WORKBENCH_TOKEN (the workbench is then open)",
+    )  # fmt: skip
     dev.set_defaults(fn=cmd_dev)
 
     start = sub.add_parser("start", help="the web process only (production)")

@@ -38,9 +38,12 @@ def _pdeathsig() -> None:
 
 
 class Children:
-    def __init__(self, settings: Settings, host: str, port: int, redis_url: str) -> None:
+    def __init__(
+        self, settings: Settings, host: str, port: int, redis_url: str, allowed_hosts: tuple[str, ...]
+    ) -> None:
         self.settings = settings
         self.host, self.port, self.redis_url = host, port, redis_url
+        self.allowed_hosts = allowed_hosts
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(self) -> None:
@@ -50,6 +53,7 @@ class Children:
             "WORKBENCH_MODE": "dev",
             "WORKBENCH_STEPS": str(self.settings.steps_dir),
             "WORKBENCH_GRACE": os.environ.get("WORKBENCH_GRACE", "1"),
+            "WORKBENCH_ALLOWED_HOSTS": ",".join(self.allowed_hosts),
             "PYTHONUNBUFFERED": "1",
         }
         if sys.stdout.isatty():
@@ -87,12 +91,20 @@ def _watch(steps_dir: Path, changed: threading.Event, stop: threading.Event) -> 
         changed.set()
 
 
-def run_dev(settings: Settings, *, host: str, port: int, redis_choice: str | None, reload: bool) -> int:
+def run_dev(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    redis_choice: str | None,
+    reload: bool,
+    allowed_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1"),
+) -> int:
     redis_url, embedded, how = resolve(redis_choice)
     print(how, flush=True)
     server: RedisServer | None = embedded
     port = pick_port(host, port)
-    children = Children(settings, host, port, redis_url)
+    children = Children(settings, host, port, redis_url, allowed_hosts)
     stop = threading.Event()
     changed = threading.Event()
 

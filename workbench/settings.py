@@ -36,6 +36,27 @@ def _env_level(name: str, default: str) -> int:
     return level
 
 
+MIN_TOKEN_LENGTH = 16
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def _env_token(name: str) -> str | None:
+    raw = os.environ.get(name) or None
+    if raw is not None and len(raw) < MIN_TOKEN_LENGTH:
+        raise SystemExit(
+            f"{name} must be at least {MIN_TOKEN_LENGTH} characters (a guessable token guards nothing)"
+        )
+    return raw
+
+
+def _env_hosts(name: str) -> tuple[str, ...] | None:
+    """`WORKBENCH_ALLOWED_HOSTS=app.example.com,.internal` (a leading dot: any subdomain; `*`: any)."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    return tuple(h.strip() for h in raw.split(",") if h.strip())
+
+
 def default_steps_dir() -> Path:
     """`steps/` if there is one, else `src/` (where Motia projects keep their steps), else `steps/`."""
     for name in ("steps", "src"):
@@ -68,6 +89,8 @@ class Settings:
     sse_ping_s: float = 10.0  # keep-alive comment on idle live streams
     workbench_enabled: bool = True
     workbench_token: str | None = None
+    # host names the web process answers to (None: any); `dev` defaults to loopback names
+    allowed_hosts: tuple[str, ...] | None = None
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -90,6 +113,7 @@ class Settings:
             max_body_bytes=_env_int("WORKBENCH_MAX_BODY", cls.max_body_bytes),
             sse_ping_s=_env_float("WORKBENCH_SSE_PING", cls.sse_ping_s),
             workbench_enabled=os.environ.get("WORKBENCH_UI", "1") not in ("0", "false", "no"),
-            workbench_token=os.environ.get("WORKBENCH_TOKEN") or None,
+            workbench_token=_env_token("WORKBENCH_TOKEN"),
+            allowed_hosts=_env_hosts("WORKBENCH_ALLOWED_HOSTS"),
         )
         return replace(base, **overrides)  # type: ignore[arg-type]

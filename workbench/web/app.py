@@ -75,7 +75,8 @@ def create_app(settings: Settings, registry: Registry, runtime: Runtime | None =
 
     route_handlers: list[Any] = [build_route(step, runtime) for step in registry.api_steps()]
     if settings.workbench_enabled:
-        from .pages import page_handlers, template_config
+        from .pages import page_handlers
+        from .templating import template_config
 
         route_handlers += [WorkbenchApi, stream, *page_handlers(registry)]
         route_handlers.append(
@@ -102,7 +103,7 @@ def create_app(settings: Settings, registry: Registry, runtime: Runtime | None =
             render_plugins=[JsonRenderPlugin()],
         ),
         template_config=templates,
-        middleware=[guard_middleware(settings.workbench_token)],
+        middleware=[guard_middleware(settings.workbench_token, allowed_hosts=settings.allowed_hosts)],
         request_max_body_size=settings.max_body_bytes,
         debug=False,
         logging_config=None,
