@@ -185,7 +185,7 @@ def _infrastructure(file: Path, out: dict[str, Any], value: Any, notes: list[str
             raise StepError(file, key, f"queue.maxRetries must be a whole number ≥ 0, got {retries!r}")
         if "retries" in out:
             raise StepError(file, key, "queue.maxRetries and 'retries' are both given: keep one")
-        out["retries"] = retries + 1  # retries after the first attempt; ours counts attempts
+        out["retries"] = max(1, retries)  # Motia's queues count every attempt, the first included, as ours
     if "visibilityTimeout" in queue:
         notes.append(
             "infrastructure.queue.visibilityTimeout has no effect: a running job's lease is renewed "

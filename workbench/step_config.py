@@ -281,6 +281,14 @@ class EventStep(BackgroundStep):
     def prepare_input(self, data: Any) -> Any:
         if self.input_schema is None:
             return data
+        if isinstance(self.input_schema, Mapping):  # a JSON Schema dict: checked, passed on as it is
+            from jsonschema import Draft202012Validator
+
+            errors = list(Draft202012Validator(self.input_schema).iter_errors(data))
+            if errors:
+                where = ".".join(str(p) for p in errors[0].absolute_path) or "input"
+                raise ValueError(f"input does not match the step's schema: {where}: {errors[0].message}")
+            return data
         if hasattr(self.input_schema, "model_validate"):
             return self.input_schema.model_validate(data)
         import msgspec
