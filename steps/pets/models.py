@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+
+def _whole_number(value: Any) -> Any:
+    """JSON's true/false and "24" are not numbers of months (pydantic's lax mode, which Litestar
+    validates bodies in, would read them as 1/0 and 24)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("must be a whole number")
+    return value
+
+
+Months = Annotated[int, BeforeValidator(_whole_number)]
 
 Species = Literal["dog", "cat", "bird", "other"]
 Status = Literal[
@@ -14,17 +25,18 @@ Status = Literal[
 
 
 class CreatePetBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # a name of spaces is no name: stripped before its length is checked
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     name: str = Field(min_length=1, max_length=100, examples=["Jack"])
     species: Species = Field(examples=["dog"])
-    ageMonths: int = Field(ge=0, le=600, examples=[24])
+    ageMonths: Months = Field(ge=0, le=600, examples=[24])
 
 
 class UpdatePetBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     name: str | None = Field(default=None, min_length=1, max_length=100)
     species: Species | None = None
-    ageMonths: int | None = Field(default=None, ge=0, le=600)
+    ageMonths: Months | None = Field(default=None, ge=0, le=600)
     status: Status | None = None
 
 
