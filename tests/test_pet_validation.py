@@ -39,3 +39,10 @@ def test_names_are_stored_without_surrounding_spaces(workbench: Harness) -> None
     update = workbench.client.put(f"/pets/{pet_id}", json={"ageMonths": False})
     assert update.status_code == 400 and update.json()["fields"][0]["field"] == "ageMonths"
     assert workbench.state.get("pets", pet_id)["ageMonths"] == 0
+
+
+def test_options_lists_every_method_of_a_path(workbench: Harness) -> None:
+    for path, allow in (("/pets", "GET, OPTIONS, POST"), ("/pets/7", "DELETE, GET, OPTIONS, PUT")):
+        response = workbench.client.options(path)
+        assert response.status_code == 204
+        assert response.headers["allow"] == allow

@@ -20,6 +20,7 @@ from ..runtime import Runtime
 from ..settings import Settings
 from ..tracing.feed import FeedHub
 from ..ui_files import ui_dir
+from .api_options import options_routes
 from .api_steps import build_route
 from .guard import guard_middleware
 from .stream import stream
@@ -73,7 +74,9 @@ def create_app(settings: Settings, registry: Registry, runtime: Runtime | None =
             await feed.stop()
             await runtime.stop()
 
-    route_handlers: list[Any] = [build_route(step, runtime) for step in registry.api_steps()]
+    api_steps = registry.api_steps()
+    # the paths' OPTIONS first: Litestar then makes none of its own (see api_options)
+    route_handlers: list[Any] = [*options_routes(api_steps), *(build_route(s, runtime) for s in api_steps)]
     if settings.workbench_enabled:
         from .pages import page_handlers
         from .templating import template_config
