@@ -175,7 +175,11 @@ def test_dev_refuses_a_broken_step_folder_with_the_file_and_key(tmp_path: Path, 
         cwd=ROOT, env={**os.environ, "REDIS_URL": redis_url}, capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert result.returncode == 2
-    assert "bad_step.py" in result.stderr and "'subscribes'" in result.stderr
+    file = (tmp_path / "bad_step.py").resolve()
+    assert (
+        result.stderr
+        == f"error: {file}: config['subscribes']: missing (a event step needs name, subscribes, type)\n"
+    )
 
 
 def test_emit_starts_a_trace_the_worker_runs(stack, sync_redis) -> None:  # type: ignore[no-untyped-def]
@@ -214,11 +218,13 @@ def test_emit_rejects_unknown_topics_and_bad_json(redis_url: str) -> None:
     env = {**os.environ, "REDIS_URL": redis_url}
     cmd = [sys.executable, "-m", "workbench", "emit"]
     bad_topic = subprocess.run([*cmd, "no.such", "{}"], cwd=ROOT, env=env, capture_output=True, text=True)
-    assert bad_topic.returncode == 2 and "no.such" in bad_topic.stderr
+    assert bad_topic.returncode == 2 and bad_topic.stdout == ""
+    assert bad_topic.stderr == "error: no step emits or subscribes to 'no.such'\n"
     bad_json = subprocess.run(
         [*cmd, "pet.created", "{nope"], cwd=ROOT, env=env, capture_output=True, text=True
     )
-    assert bad_json.returncode == 2 and "JSON" in bad_json.stderr
+    assert bad_json.returncode == 2 and bad_json.stdout == ""
+    assert bad_json.stderr.startswith("error: JSON: Expecting property name enclosed in double quotes")
 
 
 @pytest.mark.timeout(60)
