@@ -75,6 +75,7 @@ def cmd_start(args: argparse.Namespace) -> int:
 
     from .console import configure_logging
     from .web.app import create_app
+    from .web.server import server_config
 
     dev = os.environ.get("WORKBENCH_MODE") == "dev"  # set by `workbench dev` for its web process
     settings = _settings(args, mode="dev" if dev else "start")
@@ -91,15 +92,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level)
     registry = _load(settings)
     app = create_app(settings, registry)
-    config = uvicorn.Config(
-        app,
-        host=args.host,
-        port=args.port,
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=2,
-    )
-    uvicorn.Server(config).run()
+    uvicorn.Server(server_config(app, host=args.host, port=args.port, settings=settings)).run()
     return 0
 
 

@@ -86,6 +86,8 @@ class Settings:
     grace_s: float = 10.0  # SIGTERM: how long running jobs may finish before they are re-queued
     # HTTP
     max_body_bytes: int = 1_048_576
+    read_timeout_s: float = 10.0  # a client sends a whole request within this, or is disconnected
+    max_connections: int = 1000  # open at once; beyond, 503
     sse_ping_s: float = 10.0  # keep-alive comment on idle live streams
     workbench_enabled: bool = True
     workbench_token: str | None = None
@@ -111,6 +113,8 @@ class Settings:
             lease_s=_env_float("WORKBENCH_LEASE", cls.lease_s),
             grace_s=_env_float("WORKBENCH_GRACE", cls.grace_s),
             max_body_bytes=_env_int("WORKBENCH_MAX_BODY", cls.max_body_bytes),
+            read_timeout_s=_env_float("WORKBENCH_READ_TIMEOUT", cls.read_timeout_s),
+            max_connections=_env_int("WORKBENCH_MAX_CONNECTIONS", cls.max_connections),
             sse_ping_s=_env_float("WORKBENCH_SSE_PING", cls.sse_ping_s),
             workbench_enabled=os.environ.get("WORKBENCH_UI", "1") not in ("0", "false", "no"),
             workbench_token=_env_token("WORKBENCH_TOKEN"),
