@@ -229,7 +229,7 @@ async def test_without_a_credential_an_action_gets_401_before_403() -> None:
     assert_refused(await call(TOKEN, "POST", "/_workbench/api/emit"), 401, "token")
 
 
-# --- known gaps (strict xfail: they fail loudly the day the guard is fixed) ---------------------------
+# --- cookies and tokens as browsers and guessers send them ---------------------------------------------
 
 
 async def test_the_cookie_is_found_beside_a_cookie_with_json_in_it() -> None:
