@@ -10,6 +10,13 @@
     { code: "...", swap: false, error: true },
   ];
 
+  // workbench URLs come from the page (the server's routes), never spelled out here:
+  // wbUrl("trace", {trace_id: id}) fills in the template the page lists in <body data-urls>
+  var urls = JSON.parse(document.body.dataset.urls || "{}");
+  function wbUrl(name, params) {
+    return urls[name].replace(/\{(\w+)\}/g, function (_, key) { return encodeURIComponent(params[key]); });
+  }
+
   // elements marked role=button answer Enter and Space like a click
   document.addEventListener("keydown", function (evt) {
     var el = evt.target;
@@ -37,7 +44,7 @@
     var tpl = document.createElement("template");
     tpl.innerHTML = "<table><tbody>" + chunks.join("") + "</tbody></table>";
     var rows = tpl.content.querySelectorAll("tbody > tr");
-    var cap = parseInt(list.dataset.liveList || "300", 10);
+    var cap = parseInt(list.dataset.liveList, 10);  // the page says how many rows a live list keeps
     var fresh = [];  // rows not in the list yet, newest first
     var seen = new Set();  // a row updated twice in one batch: its newest version wins
     for (var i = rows.length - 1; i >= 0; i--) {
@@ -173,8 +180,8 @@
       var trace = resp.headers.get("x-trace-id");
       var ok = resp.status < 400;
       var summary = "→ " + resp.status + " · " + ms + " ms";
-      if (data && data.id && !form.dataset.raw) summary += " · pet " + esc(String(data.id));
-      if (trace) summary += ' · <a href="/_workbench/traces/' + encodeURIComponent(trace) + '">trace ' + esc(trace.slice(-10)) + "</a>";
+      if (data && data.id && !form.dataset.raw) summary += " · id " + esc(String(data.id));
+      if (trace) summary += ' · <a href="' + wbUrl("trace", { trace_id: trace }) + '">trace ' + esc(trace.slice(-10)) + "</a>";
       out.innerHTML = '<div class="result ' + (ok ? "ok" : "bad") + '">' + summary + "</div>" +
         (form.dataset.raw || !ok ? "<pre>" + esc(data ? JSON.stringify(data, null, 2) : text) + "</pre>" : "");
       if (ok && !form.dataset.raw) form.reset();
@@ -217,6 +224,17 @@
   window.wbSelectSpan = function (row) {
     document.querySelectorAll(".wf-row.selected").forEach(function (r) { r.classList.remove("selected"); });
     row.classList.add("selected");
+  };
+
+  // Emit: the chosen topic's subscribers, and its example payload unless the user has written one
+  window.wbTopicChanged = function (select) {
+    var option = select.selectedOptions[0];
+    var form = select.closest("form");
+    document.getElementById("subs").textContent = option.dataset.subs || "no subscribers";
+    var data = form.querySelector("[name=data]");
+    var previous = form.dataset.example === undefined ? data.defaultValue : form.dataset.example;
+    if (data.value === previous) data.value = option.dataset.example || "{}";
+    form.dataset.example = option.dataset.example || "{}";
   };
 
   window.wbEditState = function (button) {

@@ -18,6 +18,8 @@ from redis.asyncio.client import Pipeline
 
 from .. import keys
 from ..ids import now_ms
+from .filters import LEVELS as LEVELS  # re-exported: where callers have found it so far
+from .filters import LogFilter, TraceFilter
 from .records import trace_from_hash
 
 log = logging.getLogger("workbench.store")
@@ -127,8 +129,6 @@ Record = tuple[Any, ...]  # (kind, trace id, ...): one record of the APPLY scrip
 _pack = msgspec.msgpack.Encoder().encode
 # record bodies are JSON; values a handler logs that JSON has no type for are written as text
 _json = msgspec.json.Encoder(enc_hook=str).encode
-
-LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 
 
 def trace_record(trace_id: str, *, start: int, entry: str, kind: str, label: str, open_: int = 0) -> Record:
@@ -265,7 +265,7 @@ class TraceStore:
             after = (int(ms), cid)
             max_score = int(ms) if until is None else min(int(ms), until)
         min_score: float | str = since if since is not None else "-inf"
-        needle = q.lower() if q else None
+        wanted = TraceFilter(status=status, step=step, entry=entry, q=q)
         # failed traces have an index of their own: a rare status is not searched for among all
         index = keys.FAILED_TRACES if status == "failed" else keys.TRACES
         found: list[dict[str, Any]] = []
@@ -288,16 +288,7 @@ class TraceStore:
                 if not raw or "id" not in raw:
                     continue
                 trace = trace_from_hash(raw)
-                if status and trace["status"] != status:
-                    continue
-                if step and step not in trace["steps"]:
-                    continue
-                if entry and trace["entry"] != entry:
-                    continue
-                if needle and not any(
-                    needle in str(v).lower()
-                    for v in (trace["id"], trace["entry"], trace["label"], trace["error"], *trace["steps"])
-                ):
+                if not wanted.matches(trace):
                     continue
                 found.append(trace)
                 if len(found) == limit:
@@ -319,22 +310,7 @@ class TraceStore:
         scan_budget: int = 20_000,
     ) -> tuple[list[dict[str, Any]], str | None]:
         """Newest first. The cursor is the stream id of the last line returned."""
-        min_level = LEVELS.get(level.lower(), 0) if level else 0
-        needle = q.lower() if q else None
-
-        def keep(event: dict[str, Any]) -> bool:
-            if step and event.get("step") != step:
-                return False
-            if LEVELS.get(str(event.get("level", "info")).lower(), 20) < min_level:
-                return False
-            if needle:
-                text = (
-                    event.get("message", "") + " " + json.dumps(event.get("fields", {}), default=str)
-                ).lower()
-                if needle not in text:
-                    return False
-            return True
-
+        keep = LogFilter(step=step, trace_id=trace_id, level=level, q=q).matches
         if trace_id:
             # one trace: its own event list is short and already in order
             raw = await self.redis.lrange(keys.EVENTS + trace_id, 0, -1)

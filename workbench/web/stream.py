@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 from urllib.parse import parse_qs
 
 import anyio
@@ -15,6 +14,7 @@ from litestar.types import Receive, Scope, Send
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from ..tracing.feed import FeedHub, FeedRecord, parse_id
+from .urls import API
 
 RECORD_TYPES = {"trace", "span", "log", "emit", "state"}
 Render = Callable[[FeedRecord], list[ServerSentEvent]]
@@ -24,7 +24,7 @@ def json_events(record: FeedRecord) -> list[ServerSentEvent]:
     return [ServerSentEvent(data=json.dumps(record.data, default=str), event=record.type, id=record.id)]
 
 
-async def _bad_request(scope: Scope, receive: Receive, send: Send, message: str) -> None:
+async def bad_request(scope: Scope, receive: Receive, send: Send, message: str) -> None:
     response = ASGIResponse(body=json.dumps({"status_code": 400, "detail": message}).encode(),
                             status_code=400, media_type="application/json")  # fmt: skip
     await response(scope, receive, send)
@@ -65,14 +65,14 @@ async def serve_feed(
     allowed = {"types", "trace_id", "lastEventId", *extra_query}
     unknown = set(query) - allowed
     if unknown:
-        await _bad_request(scope, receive, send, f"{sorted(unknown)[0]}: unknown parameter")
+        await bad_request(scope, receive, send, f"{sorted(unknown)[0]}: unknown parameter")
         return
     if last_id is not None and parse_id(last_id) is None:
-        await _bad_request(scope, receive, send, "Last-Event-ID: not a stream id")
+        await bad_request(scope, receive, send, "Last-Event-ID: not a stream id")
         return
     keep = make_filter(query)
     if isinstance(keep, str):
-        await _bad_request(scope, receive, send, keep)
+        await bad_request(scope, receive, send, keep)
         return
     predicate = keep
 
@@ -92,10 +92,6 @@ async def serve_feed(
     await response(scope, receive, send)  # type: ignore[arg-type]
 
 
-@asgi("/_workbench/api/stream", is_mount=False, include_in_schema=False, copy_scope=True)
+@asgi(f"{API}/stream", is_mount=False, include_in_schema=False, copy_scope=True)
 async def stream(scope: Scope, receive: Receive, send: Send) -> None:
     await serve_feed(scope, receive, send, json_events)
-
-
-def record_json(record: FeedRecord) -> dict[str, Any]:
-    return {"id": record.id, "type": record.type, "data": record.data}

@@ -4,74 +4,32 @@ emits and dead letters. Bad query parameters get 400 naming the parameter."""
 from __future__ import annotations
 
 import asyncio
-import json
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any
 
 from litestar import Controller, Request, get, post
 from litestar.exceptions import HTTPException, NotFoundException
-from litestar.params import FromPath, FromQuery, QueryParameter
+from litestar.params import FromPath
 
 from ..ids import now_ms
 from ..job_queue import queue_stats
-from ..runtime import Runtime
-from ..step_config import CronStep, Step
-
-Limit = Annotated[int, QueryParameter(ge=1, le=500)]
-Cursor = Annotated[str | None, QueryParameter(max_length=200, pattern=r"^[0-9A-Za-z:\-]*$")]
-Text = Annotated[str | None, QueryParameter(max_length=200)]
-Millis = Annotated[int | None, QueryParameter(ge=0)]
-
-
-def step_json(step: Step) -> dict[str, Any]:
-    return step.describe()
-
-
-def cron_json(step: CronStep) -> dict[str, Any]:
-    assert step.schedule is not None
-    nxt = step.schedule.next_after(datetime.now(step.schedule.zone))
-    return {
-        "step": step.name,
-        "cron": step.cron,
-        "description": step.schedule.describe(),
-        "timezone": str(step.schedule.zone),
-        "next": int(nxt.timestamp() * 1000),
-        "nextText": nxt.strftime("%Y-%m-%d %H:%M:%S %Z"),
-    }
-
-
-def _runtime(request: Request[Any, Any, Any]) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
-async def fresh(request: Request[Any, Any, Any]) -> Runtime:
-    """The runtime, after this process's buffered records are written: read-your-writes for a
-    client that asks for a trace right after the response that started it."""
-    runtime = _runtime(request)
-    await runtime.recorder.flush()
-    return runtime
-
-
-async def _json_body(request: Request[Any, Any, Any]) -> Any:
-    raw = await request.body()
-    try:
-        return json.loads(raw) if raw.strip() else {}
-    except ValueError as exc:
-        raise HTTPException(status_code=400, detail=f"Malformed JSON body: {exc}") from exc
+from ..step_config import CronStep
+from .params import Cursor, Level, Limit, Millis, Status, Text, json_body
+from .runtime_access import fresh, runtime_of
+from .serializers import cron_json, step_json
+from .urls import API
 
 
 class WorkbenchApi(Controller):
-    path = "/_workbench/api"
+    path = API
     include_in_schema = False
 
     @get("/steps")
     async def steps(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
-        return {"steps": [step_json(s) for s in _runtime(request).registry]}
+        return {"steps": [step_json(s) for s in runtime_of(request).registry]}
 
     @get("/health")
     async def health(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
-        runtime = _runtime(request)
+        runtime = runtime_of(request)
         process = {"sseClients": len(request.app.state.feed.subscribers), "tasks": len(asyncio.all_tasks())}
         try:
             await runtime.redis.ping()
@@ -87,7 +45,7 @@ class WorkbenchApi(Controller):
     async def traces(
         self,
         request: Request[Any, Any, Any],
-        status: FromQuery[Literal["running", "completed", "failed"] | None] = None,
+        status: Status = None,
         step: Text = None,
         entry: Text = None,
         q: Text = None,
@@ -116,7 +74,7 @@ class WorkbenchApi(Controller):
         request: Request[Any, Any, Any],
         trace_id: Text = None,
         step: Text = None,
-        level: FromQuery[Literal["debug", "info", "warning", "error", "critical"] | None] = None,
+        level: Level = None,
         q: Text = None,
         limit: Limit = 100,
         cursor: Cursor = None,
@@ -128,7 +86,7 @@ class WorkbenchApi(Controller):
 
     @get("/state")
     async def state(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
-        runtime = _runtime(request)
+        runtime = runtime_of(request)
         groups = {}
         for group in await runtime.state.groups():
             groups[group] = await runtime.state.get_group(group)
@@ -138,24 +96,24 @@ class WorkbenchApi(Controller):
     async def state_set(
         self, request: Request[Any, Any, Any], group: FromPath[str], key: FromPath[str]
     ) -> dict[str, Any]:
-        body = await _json_body(request)
+        body = await json_body(request, empty={})
         if not isinstance(body, dict) or "value" not in body:
             raise HTTPException(status_code=400, detail='value: the body must be {"value": <any JSON>}')
-        await _runtime(request).state.set(group, key, body["value"])
+        await runtime_of(request).state.set(group, key, body["value"])
         return {"group": group, "key": key, "value": body["value"]}
 
     @post("/state/{group:str}/{key:str}/delete", status_code=200)
     async def state_delete(
         self, request: Request[Any, Any, Any], group: FromPath[str], key: FromPath[str]
     ) -> dict[str, Any]:
-        deleted = await _runtime(request).state.delete(group, key)
+        deleted = await runtime_of(request).state.delete(group, key)
         if not deleted:
             raise NotFoundException(f"no key {key!r} in group {group!r}")
         return {"deleted": True}
 
     @get("/cron")
     async def cron(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
-        runtime = _runtime(request)
+        runtime = runtime_of(request)
         out = []
         for step in runtime.registry.cron_steps():
             row = cron_json(step)
@@ -166,7 +124,7 @@ class WorkbenchApi(Controller):
 
     @post("/cron/{step_name:str}/run", status_code=202)
     async def cron_run(self, request: Request[Any, Any, Any], step_name: FromPath[str]) -> dict[str, Any]:
-        runtime = _runtime(request)
+        runtime = runtime_of(request)
         step = runtime.registry.get(step_name)
         if not isinstance(step, CronStep):
             raise NotFoundException(f"no cron step named {step_name!r}")
@@ -175,8 +133,8 @@ class WorkbenchApi(Controller):
 
     @post("/emit", status_code=202)
     async def emit(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
-        runtime = _runtime(request)
-        body = await _json_body(request)
+        runtime = runtime_of(request)
+        body = await json_body(request, empty={})
         if not isinstance(body, dict):
             raise HTTPException(status_code=400, detail='body: expected {"topic": ..., "data": ...}')
         topic = body.get("topic")
@@ -191,13 +149,13 @@ class WorkbenchApi(Controller):
     async def dead_letters(
         self, request: Request[Any, Any, Any], step: Text = None, limit: Limit = 100
     ) -> dict[str, Any]:
-        return {"deadLetters": await _runtime(request).dead_letters.list(step=step, limit=limit)}
+        return {"deadLetters": await runtime_of(request).dead_letters.list(step=step, limit=limit)}
 
     @post("/dead-letters/{letter_id:str}/retry", status_code=202)
     async def dead_letter_retry(
         self, request: Request[Any, Any, Any], letter_id: FromPath[str]
     ) -> dict[str, Any]:
-        job_id = await _runtime(request).dead_letters.retry(letter_id)
+        job_id = await runtime_of(request).dead_letters.retry(letter_id)
         if job_id is None:
             raise NotFoundException(f"no dead letter {letter_id}")
         return {"jobId": job_id}
@@ -206,7 +164,7 @@ class WorkbenchApi(Controller):
     async def dead_letter_discard(
         self, request: Request[Any, Any, Any], letter_id: FromPath[str]
     ) -> dict[str, Any]:
-        if not await _runtime(request).dead_letters.discard(letter_id):
+        if not await runtime_of(request).dead_letters.discard(letter_id):
             raise NotFoundException(f"no dead letter {letter_id}")
         return {"discarded": 1}
 
@@ -214,13 +172,13 @@ class WorkbenchApi(Controller):
     async def dead_letters_retry_all(
         self, request: Request[Any, Any, Any], step: Text = None
     ) -> dict[str, Any]:
-        return {"retried": await _runtime(request).dead_letters.retry_all(step=step)}
+        return {"retried": await runtime_of(request).dead_letters.retry_all(step=step)}
 
     @post("/dead-letters/discard-all", status_code=200)
     async def dead_letters_discard_all(
         self, request: Request[Any, Any, Any], step: Text = None
     ) -> dict[str, Any]:
-        return {"discarded": await _runtime(request).dead_letters.discard_all(step=step)}
+        return {"discarded": await runtime_of(request).dead_letters.discard_all(step=step)}
 
     @get("/time")
     async def time(self) -> dict[str, int]:

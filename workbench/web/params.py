@@ -1,0 +1,29 @@
+"""The request inputs the workbench's routes share: query-parameter types (a bad value gets 400
+naming the parameter) and the JSON body of a request."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from litestar import Request
+from litestar.exceptions import HTTPException
+from litestar.params import FromQuery, QueryParameter
+
+Text = Annotated[str | None, QueryParameter(max_length=200)]
+Cursor = Annotated[str | None, QueryParameter(max_length=200, pattern=r"^[0-9A-Za-z:\-]*$")]
+Limit = Annotated[int, QueryParameter(ge=1, le=500)]
+Millis = Annotated[int | None, QueryParameter(ge=0)]
+Status = FromQuery[Literal["running", "completed", "failed"] | None]
+Level = FromQuery[Literal["debug", "info", "warning", "error", "critical"] | None]
+
+
+async def json_body(request: Request[Any, Any, Any], *, empty: Any = None) -> Any:
+    """The request's body parsed as JSON (`empty` when there is none); 400 when it is not JSON."""
+    raw = await request.body()
+    if not raw.strip():
+        return empty
+    try:
+        return json.loads(raw)
+    except ValueError as exc:  # UnicodeDecodeError included
+        raise HTTPException(status_code=400, detail=f"Malformed JSON body: {exc}") from exc
