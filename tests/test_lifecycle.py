@@ -1,5 +1,6 @@
-"""The pet lifecycle workflow: every (from, to) pair, the whole path over HTTP with a real worker,
-and concurrent conflicting requests."""
+"""The pet lifecycle workflow: the rules and every (from, to) pair through the `workbench` fixture
+(in-process requests, drain()); the whole path over real HTTP with a real worker process, and
+concurrent conflicting requests against several worker processes."""
 
 from __future__ import annotations
 
@@ -11,11 +12,9 @@ from typing import Any
 
 import pytest
 
-from workbench.registry import Registry
-from workbench.runtime import Runtime
-from workbench.settings import Settings
+from workbench.testing import Harness
 
-from .conftest import PET_STEPS, ROOT, Stack, drain, start_stack, wait_until
+from .conftest import PET_STEPS, ROOT, Stack, start_stack, wait_until
 
 sys.path.insert(0, str(ROOT / "steps"))
 from pets import lifecycle
@@ -47,6 +46,14 @@ def settle(status: str) -> str:
     return status
 
 
+def transitions(current: str, requested: str) -> list[tuple[str, str, str]]:
+    """The moves an allowed request makes: the requested one, then the automatic ones."""
+    moves = [(current, requested, "requested")]
+    while moves[-1][1] in FOLLOWS:
+        moves.append((moves[-1][1], FOLLOWS[moves[-1][1]], "automatic"))
+    return moves
+
+
 def test_the_rules_table_is_the_designs() -> None:
     assert set(lifecycle.REQUESTABLE) == ALLOWED
     assert lifecycle.AUTOMATIC == FOLLOWS
@@ -54,28 +61,51 @@ def test_the_rules_table_is_the_designs() -> None:
     assert lifecycle.follow_ups("adopted") == []
 
 
-async def test_every_requested_change_is_applied_exactly_when_a_rule_allows_it(
-    settings: Settings, registry: Registry, runtime: Runtime
-) -> None:
+def test_every_requested_change_is_applied_exactly_when_a_rule_allows_it(workbench: Harness) -> None:
     pairs = [(a, b) for a, b in itertools.product(STATUSES, STATUSES) if a != b]
     for i, (current, _) in enumerate(pairs):
         pet = {"id": str(i), "name": f"P{i}", "species": "dog", "ageMonths": 1, "status": current,
                "createdAt": 1, "updatedAt": 1}  # fmt: skip
-        await runtime.state.set("pets", str(i), pet)
-    for i, (current, requested) in enumerate(pairs):
-        await runtime.emit_new_trace(
+        workbench.state.set("pets", str(i), pet)
+    traces = {}
+    for i, (current, requested) in enumerate(pairs):  # what UpdatePet emits (test_pets_api.py sends one)
+        traces[str(i)] = workbench.emit(
             "pet.status.update.requested",
             {"petId": str(i), "currentStatus": current, "requestedStatus": requested},
         )
-    await drain(settings, registry)
-    pets = await runtime.state.get_group("pets")
+
+    assert workbench.drain().steps == ["PetLifecycleOrchestrator"] * len(pairs)
+
+    pets = workbench.state.group("pets")
+    changed: dict[str, list[tuple[str, str, str]]] = {str(i): [] for i in range(len(pairs))}
+    for e in workbench.emitted("pet.status.changed"):
+        assert e.trace_id == traces[e.data["petId"]]
+        changed[e.data["petId"]].append((e.data["from"], e.data["to"], e.data["kind"]))
+    applied: dict[str, list[tuple[str, str, str]]] = {str(i): [] for i in range(len(pairs))}
+    rejected: dict[str, list[tuple[str, str]]] = {str(i): [] for i in range(len(pairs))}
+    for log in workbench.logs("PetLifecycleOrchestrator"):
+        f = log.fields
+        if log.message == "Transition applied":
+            assert log.level == "info"
+            applied[f["petId"]].append((f["fromStatus"], f["toStatus"], f["kind"]))
+        else:
+            assert (log.message, log.level) == ("Transition rejected", "warning"), log
+            assert f["reason"] == f"cannot change from {f['fromStatus']} to {f['toStatus']}"
+            rejected[f["petId"]].append((f["fromStatus"], f["toStatus"]))
     wrong = []
     for i, (current, requested) in enumerate(pairs):
-        expected = settle(requested) if (current, requested) in ALLOWED else current
-        if pets[str(i)]["status"] != expected:
-            wrong.append((current, requested, pets[str(i)]["status"], expected))
+        pid = str(i)
+        if (current, requested) in ALLOWED:
+            expected, moves, refused = settle(requested), transitions(current, requested), []
+        else:
+            expected, moves, refused = current, [], [(current, requested)]
+        got = (pets[pid]["status"], changed[pid], applied[pid], rejected[pid])
+        if got != (expected, moves, moves, refused):
+            wrong.append((current, requested, got, expected))
     assert wrong == []
     assert sum((a, b) in ALLOWED for a, b in pairs) == len(ALLOWED)
+    assert {(t.id, t.status) for t in workbench.traces()} == {(t, "completed") for t in traces.values()}
+    assert workbench.dead_letters() == []
 
 
 def status(client: Any, pet_id: str) -> str:

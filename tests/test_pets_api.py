@@ -1,199 +1,214 @@
-"""The pet store API, every endpoint's success and error paths, with the background jobs run by a
-real (burst, in-process) arq worker against the test Redis."""
+"""The pet store API, every endpoint's success and error paths, through the `workbench` fixture
+(`workbench.testing`): in-process requests, and the background jobs run to completion by drain().
+The feeding reminder and the deletion reaper have their own files (test_pet_reminder.py,
+test_pet_reaper.py)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-from litestar.testing import AsyncTestClient
-
 from workbench.ids import now_ms
-from workbench.registry import Registry
-from workbench.settings import Settings
-from workbench.web.app import create_app
-
-from .conftest import drain
+from workbench.testing import Harness
 
 DAY = 24 * 3600 * 1000
+STATUS_REQUESTED = "Status change requested; the lifecycle orchestrator will apply it if allowed"
 
 
-@pytest.fixture
-async def client(settings: Settings, registry: Registry) -> AsyncIterator[AsyncTestClient[Any]]:
-    app = create_app(settings, registry)
-    async with AsyncTestClient(app) as c:
-        yield c
-
-
-async def create(client: AsyncTestClient[Any], **over: Any) -> dict[str, Any]:
+def create(workbench: Harness, **over: Any) -> dict[str, Any]:
     body = {"name": "Jack", "species": "dog", "ageMonths": 24, **over}
-    r = await client.post("/pets", json=body)
+    r = workbench.client.post("/pets", json=body)
     assert r.status_code == 201, r.text
-    return r.json()
+    pet: dict[str, Any] = r.json()
+    return pet
 
 
-async def test_create_pet_returns_201_with_the_pet(client: AsyncTestClient[Any]) -> None:
+def test_create_pet_returns_201_with_the_pet(workbench: Harness) -> None:
     before = now_ms()
-    r = await client.post("/pets", json={"name": "Jack", "species": "dog", "ageMonths": 24})
+    r = workbench.client.post("/pets", json={"name": "Jack", "species": "dog", "ageMonths": 24})
     assert r.status_code == 201
     pet = r.json()
     assert pet["name"] == "Jack" and pet["species"] == "dog" and pet["ageMonths"] == 24
     assert pet["status"] == "new" and pet["id"] == "1"
     assert before <= pet["createdAt"] == pet["updatedAt"] <= now_ms()
     assert r.headers["x-trace-id"]
+    assert pet == {
+        "id": "1", "name": "Jack", "species": "dog", "ageMonths": 24, "status": "new",
+        "createdAt": pet["createdAt"], "updatedAt": pet["createdAt"],
+    }  # fmt: skip
+    assert workbench.state.get("pets", "1") == pet  # stored as answered; nothing ran in the background yet
+    trace = workbench.trace(r)
+    assert trace.id == r.headers["x-trace-id"] and trace.entry == "CreatePet"
+    api = trace.span("CreatePet")
+    assert api.status == "completed" and api.http == {"method": "POST", "path": "/pets", "status": 201}
+    assert [(e.topic, e.data, e.subscribers, e.trace_id) for e in workbench.emitted()] == [
+        ("pet.created", {"petId": "1", "event": "pet.created"}, ["PetLifecycleOrchestrator"], trace.id),
+        ("feeding.reminder.enqueued", {"petId": "1", "enqueuedAt": pet["createdAt"]},
+         ["SetNextFeedingReminder"], trace.id),
+    ]  # fmt: skip
+    assert [(log.message, log.fields) for log in workbench.logs("CreatePet")] == [
+        ("Pet created", {"petId": "1", "name": "Jack", "species": "dog"})
+    ]
+    second = create(workbench, name="Luna", species="cat", ageMonths=3)
+    assert second["id"] == "2"  # ids count up
 
 
-@pytest.mark.parametrize(
-    ("body", "field"),
-    [
-        ({"species": "dog", "ageMonths": 1}, "name"),
-        ({"name": "", "species": "dog", "ageMonths": 1}, "name"),
-        ({"name": "A", "species": "fish", "ageMonths": 1}, "species"),
-        ({"name": "A", "species": "dog", "ageMonths": -1}, "ageMonths"),
-        ({"name": "A", "species": "dog", "ageMonths": "old"}, "ageMonths"),
-        ({"name": "A", "species": "dog"}, "ageMonths"),
-        ({"name": "A", "species": "dog", "ageMonths": 1, "colour": "red"}, "colour"),
-    ],
-)
-async def test_create_pet_rejects_bad_fields_naming_them(
-    client: AsyncTestClient[Any], body: dict[str, Any], field: str
-) -> None:
-    r = await client.post("/pets", json=body)
+BAD_CREATE_BODIES = [
+    ({"species": "dog", "ageMonths": 1}, "name"),
+    ({"name": "", "species": "dog", "ageMonths": 1}, "name"),
+    ({"name": "A", "species": "fish", "ageMonths": 1}, "species"),
+    ({"name": "A", "species": "dog", "ageMonths": -1}, "ageMonths"),
+    ({"name": "A", "species": "dog", "ageMonths": "old"}, "ageMonths"),
+    ({"name": "A", "species": "dog"}, "ageMonths"),
+    ({"name": "A", "species": "dog", "ageMonths": 1, "colour": "red"}, "colour"),
+]
+
+
+def test_create_pet_rejects_bad_fields_naming_them(workbench: Harness) -> None:
+    for body, field in BAD_CREATE_BODIES:  # one harness for all: each gets its own assertions
+        r = workbench.client.post("/pets", json=body)
+        assert r.status_code == 400, (body, r.text)
+        assert field in r.text, (body, r.text)
+        assert workbench.client.get("/pets").json() == {"pets": []}, body
+        assert workbench.emitted() == [], body  # nothing was started for a rejected body
+    assert workbench.drain().runs == 0
+
+
+def test_malformed_json_is_400(workbench: Harness) -> None:
+    r = workbench.client.post("/pets", content=b'{"name": "Ja', headers={"content-type": "application/json"})
     assert r.status_code == 400
-    assert field in r.text
-    assert (await client.get("/pets")).json() == {"pets": []}
+    assert workbench.state.group("pets") == {}
+    assert workbench.emitted() == []
 
 
-async def test_malformed_json_is_400(client: AsyncTestClient[Any]) -> None:
-    r = await client.post("/pets", content=b'{"name": "Ja', headers={"content-type": "application/json"})
-    assert r.status_code == 400
-
-
-async def test_feeding_reminder_sets_next_feeding_and_notes(
-    client: AsyncTestClient[Any], settings: Settings, registry: Registry
-) -> None:
-    pet = await create(client)
-    await drain(settings, registry)
-    got = (await client.get(f"/pets/{pet['id']}")).json()
-    assert abs(got["nextFeedingAt"] - (now_ms() + DAY)) < 10_000
-    assert "Jack" in got["notes"]
-    assert got["status"] == "in_quarantine"  # the lifecycle's automatic move after the reminder
-
-
-async def test_list_pets_newest_first_without_deleted(client: AsyncTestClient[Any]) -> None:
-    a = await create(client, name="A")
-    b = await create(client, name="B")
-    c = await create(client, name="C")
-    assert (await client.delete(f"/pets/{b['id']}")).status_code == 202
-    r = await client.get("/pets")
+def test_list_pets_newest_first_without_deleted(workbench: Harness) -> None:
+    a = create(workbench, name="A")
+    b = create(workbench, name="B")
+    c = create(workbench, name="C")
+    assert workbench.client.delete(f"/pets/{b['id']}").status_code == 202
+    r = workbench.client.get("/pets")
     assert r.status_code == 200
     assert [p["name"] for p in r.json()["pets"]] == ["C", "A"]
-    every = (await client.get("/pets", params={"includeDeleted": "true"})).json()["pets"]
+    every = workbench.client.get("/pets", params={"includeDeleted": "true"}).json()["pets"]
     assert [p["id"] for p in every] == [c["id"], b["id"], a["id"]]
+    assert every[1]["status"] == "deleted"
+    assert r.json()["pets"] == [c, a]  # the pets as created: the background work has not run
 
 
-async def test_get_pet_200_and_404(client: AsyncTestClient[Any]) -> None:
-    pet = await create(client)
-    r = await client.get(f"/pets/{pet['id']}")
+def test_get_pet_200_and_404(workbench: Harness) -> None:
+    pet = create(workbench)
+    r = workbench.client.get(f"/pets/{pet['id']}")
     assert r.status_code == 200 and r.json()["name"] == "Jack"
-    r = await client.get("/pets/999")
+    assert r.json() == pet
+    r = workbench.client.get("/pets/999")
     assert r.status_code == 404 and "999" in r.json()["error"]
+    assert r.json() == {"error": "pet 999 not found"}
 
 
-async def test_update_pet_details_200(client: AsyncTestClient[Any]) -> None:
-    pet = await create(client)
-    r = await client.put(f"/pets/{pet['id']}", json={"name": "Jackie", "ageMonths": 25})
+def test_update_pet_details_200(workbench: Harness) -> None:
+    pet = create(workbench)
+    r = workbench.client.put(f"/pets/{pet['id']}", json={"name": "Jackie", "ageMonths": 25})
     assert r.status_code == 200
     assert r.json()["name"] == "Jackie" and r.json()["ageMonths"] == 25 and r.json()["status"] == "new"
-    assert (await client.get(f"/pets/{pet['id']}")).json()["name"] == "Jackie"
+    assert workbench.client.get(f"/pets/{pet['id']}").json()["name"] == "Jackie"
+    assert workbench.state.get("pets", pet["id"]) == r.json()
+    assert r.json()["updatedAt"] >= pet["updatedAt"] and r.json()["createdAt"] == pet["createdAt"]
+    assert workbench.emitted("pet.status.update.requested") == []  # details only: no status request
+    assert [log.fields for log in workbench.logs("UpdatePet")] == [
+        {"petId": pet["id"], "fields": ["ageMonths", "name"]}
+    ]
+    same = workbench.client.put(f"/pets/{pet['id']}", json={"status": "new"})  # the status it has
+    assert same.status_code == 200 and same.json() == r.json()  # nothing to request, nothing changed
+    assert workbench.emitted("pet.status.update.requested") == []
 
 
-async def test_update_pet_status_is_only_requested_202(
-    client: AsyncTestClient[Any], settings: Settings, registry: Registry
-) -> None:
-    pet = await create(client)
-    await drain(settings, registry)  # new -> in_quarantine
-    r = await client.put(f"/pets/{pet['id']}", json={"status": "healthy"})
+def test_update_pet_status_is_only_requested_202(workbench: Harness) -> None:
+    pet = create(workbench)
+    workbench.drain()  # new -> in_quarantine
+    r = workbench.client.put(f"/pets/{pet['id']}", json={"status": "healthy"})
     assert r.status_code == 202
     assert r.json() == {
-        "message": r.json()["message"],
+        "message": STATUS_REQUESTED,
         "petId": pet["id"],
         "currentStatus": "in_quarantine",
         "requestedStatus": "healthy",
     }
-    assert (await client.get(f"/pets/{pet['id']}")).json()["status"] == "in_quarantine"  # not written here
-    await drain(settings, registry)
-    assert (await client.get(f"/pets/{pet['id']}")).json()["status"] == "available"  # healthy -> available
+    assert workbench.client.get(f"/pets/{pet['id']}").json()["status"] == "in_quarantine"  # not written here
+    requested = workbench.emitted("pet.status.update.requested")
+    assert [(e.data, e.step, e.trace_id) for e in requested] == [
+        (
+            {"petId": pet["id"], "requestedStatus": "healthy", "currentStatus": "in_quarantine"},
+            "UpdatePet",
+            r.headers["x-trace-id"],
+        )
+    ]
+    assert workbench.drain().steps == ["PetLifecycleOrchestrator"]
+    assert workbench.client.get(f"/pets/{pet['id']}").json()["status"] == "available"  # healthy -> available
+    trace = workbench.trace(r)
+    assert trace.status == "completed"
+    assert [(s.step, s.status) for s in trace.spans] == [
+        ("UpdatePet", "completed"),
+        ("PetLifecycleOrchestrator", "completed"),
+    ]
+    assert [e.data for e in workbench.emitted("pet.status.changed", trace_id=trace.id)] == [
+        {"petId": pet["id"], "from": "in_quarantine", "to": "healthy", "kind": "requested"},
+        {"petId": pet["id"], "from": "healthy", "to": "available", "kind": "automatic"},
+    ]
 
 
-@pytest.mark.parametrize(
-    ("body", "status"),
-    [({}, 400), ({"status": "flying"}, 400), ({"ageMonths": -3}, 400), ({"owner": "x"}, 400)],
-)
-async def test_update_pet_bad_bodies(client: AsyncTestClient[Any], body: dict[str, Any], status: int) -> None:
-    pet = await create(client)
-    r = await client.put(f"/pets/{pet['id']}", json=body)
-    assert r.status_code == status, r.text
+BAD_UPDATE_BODIES = [({}, 400), ({"status": "flying"}, 400), ({"ageMonths": -3}, 400), ({"owner": "x"}, 400)]
 
 
-async def test_update_missing_or_deleted_pet(client: AsyncTestClient[Any]) -> None:
-    assert (await client.put("/pets/404", json={"name": "X"})).status_code == 404
-    pet = await create(client)
-    await client.delete(f"/pets/{pet['id']}")
-    assert (await client.put(f"/pets/{pet['id']}", json={"name": "X"})).status_code == 409
+def test_update_pet_bad_bodies(workbench: Harness) -> None:
+    pet = create(workbench)
+    for body, status in BAD_UPDATE_BODIES:  # one harness for all: each gets its own assertions
+        r = workbench.client.put(f"/pets/{pet['id']}", json=body)
+        assert r.status_code == status, (body, r.text)
+        assert workbench.state.get("pets", pet["id"]) == pet, body  # unchanged
+        assert workbench.emitted("pet.status.update.requested") == [], body
 
 
-async def test_delete_is_soft_with_purge_in_30_days(client: AsyncTestClient[Any]) -> None:
-    pet = await create(client)
-    r = await client.delete(f"/pets/{pet['id']}")
+def test_update_missing_or_deleted_pet(workbench: Harness) -> None:
+    missing = workbench.client.put("/pets/404", json={"name": "X"})
+    assert missing.status_code == 404
+    assert missing.json() == {"error": "pet 404 not found"}
+    pet = create(workbench)
+    workbench.client.delete(f"/pets/{pet['id']}")
+    deleted = workbench.state.get("pets", pet["id"])
+    conflict = workbench.client.put(f"/pets/{pet['id']}", json={"name": "X"})
+    assert conflict.status_code == 409
+    assert conflict.json() == {"error": f"pet {pet['id']} is deleted"}
+    assert workbench.state.get("pets", pet["id"]) == deleted  # unchanged
+    assert workbench.client.put(f"/pets/{pet['id']}", json={"status": "healthy"}).status_code == 409
+    assert workbench.emitted("pet.status.update.requested") == []
+
+
+def test_delete_is_soft_with_purge_in_30_days(workbench: Harness) -> None:
+    pet = create(workbench)
+    r = workbench.client.delete(f"/pets/{pet['id']}")
     assert r.status_code == 202
     body = r.json()
     assert body["petId"] == pet["id"] and body["message"]
-    got = (await client.get(f"/pets/{pet['id']}")).json()
+    got = workbench.client.get(f"/pets/{pet['id']}").json()
     assert got["status"] == "deleted"
     assert got["purgeAt"] - got["deletedAt"] == 30 * DAY == body["purgeAt"] - got["deletedAt"]
-    again = await client.delete(f"/pets/{pet['id']}")
+    assert got == {**pet, "status": "deleted", "deletedAt": got["deletedAt"], "purgeAt": body["purgeAt"],
+                   "updatedAt": got["deletedAt"]}  # fmt: skip
+    again = workbench.client.delete(f"/pets/{pet['id']}")
     assert again.status_code == 202  # idempotent: the first purge date stands
     assert again.json()["purgeAt"] == body["purgeAt"]
-    assert (await client.delete("/pets/12345")).status_code == 404
+    already = {"message": "Pet was already deleted", "petId": pet["id"], "purgeAt": body["purgeAt"]}
+    assert again.json() == already
+    assert workbench.state.get("pets", pet["id"]) == got
+    missing = workbench.client.delete("/pets/12345")
+    assert missing.status_code == 404
+    assert missing.json() == {"error": "pet 12345 not found"}
+    assert [(log.message, log.fields) for log in workbench.logs("DeletePet")] == [
+        ("Pet deleted", {"petId": pet["id"], "purgeAt": body["purgeAt"]})
+    ]
 
 
-async def test_reaper_purges_only_pets_past_purge_at(
-    client: AsyncTestClient[Any], settings: Settings, registry: Registry, sync_redis: Any
-) -> None:
-    old = await create(client, name="Old")
-    recent = await create(client, name="Recent")
-    keep = await create(client, name="Alive")
-    for pet in (old, recent):
-        await client.delete(f"/pets/{pet['id']}")
-    # move Old's purge date into the past
-    import json
-
-    raw = json.loads(sync_redis.hget("wb:state:pets", old["id"]))
-    raw["purgeAt"] = now_ms() - 1000
-    sync_redis.hset("wb:state:pets", old["id"], json.dumps(raw))
-
-    r = await client.post("/_workbench/api/cron/DeletionReaper/run", headers={"x-workbench": "1"})
-    assert r.status_code == 202
-    trace_id = r.json()["traceId"]
-    await drain(settings, registry)
-    assert (await client.get(f"/pets/{old['id']}")).status_code == 404
-    assert (await client.get(f"/pets/{recent['id']}")).json()["status"] == "deleted"
-    assert (await client.get(f"/pets/{keep['id']}")).status_code == 200
-
-    trace = (await client.get(f"/_workbench/api/traces/{trace_id}")).json()
-    messages = [e["message"] for s in trace["spanList"] for e in s["events"] if e["kind"] == "log"]
-    assert messages[0] == "Deletion reaper started"
-    assert messages.count("Pet purged") == 1
-    summary = next(
-        e for s in trace["spanList"] for e in s["events"] if e.get("message") == "Deletion reaper finished"
-    )
-    assert summary["fields"] == {"scanned": 3, "purged": 1}
-
-
-async def test_openapi_documents_the_pet_api_only(client: AsyncTestClient[Any]) -> None:
-    spec = (await client.get("/schema/openapi.json")).json()
+def test_openapi_documents_the_pet_api_only(workbench: Harness) -> None:
+    spec = workbench.client.get("/schema/openapi.json").json()
     assert set(spec["paths"]) == {"/pets", "/pets/{id}"}
     post = spec["paths"]["/pets"]["post"]
     assert "requestBody" in post and "201" in post["responses"]
