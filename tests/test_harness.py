@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from workbench.queue import queue_stats
+from workbench.job_queue import lease_key, queue_stats
 from workbench.registry import discover
 from workbench.step_config import CronStep
 from workbench.testing import DrainError, Harness, harness_settings
@@ -242,6 +242,25 @@ def test_drain_stops_a_step_that_emits_forever(lab: tuple[Path, str]) -> None:
         with pytest.raises(DrainError, match=r"stopped after 25 runs with jobs still queued .*Loop"):
             h.drain(max_runs=25)
         assert queue_left(h) == 1  # the job that was not run is kept, not lost
+
+
+def test_drain_says_so_when_another_worker_holds_the_queued_jobs(lab: tuple[Path, str]) -> None:
+    steps, url = lab
+    write_step(steps, "finish", FINISH)
+    with harness(lab) as h:
+        step = h.registry.get("Finish")
+        assert step is not None
+        _, job_id = h.call(lambda: h.runtime.enqueue_step(step, {"n": 1}))
+        client = Redis.from_url(url)
+        try:
+            client.set(lease_key(job_id), "1", px=60_000)  # as a live worker elsewhere would
+            with pytest.raises(
+                DrainError, match="1 queued jobs it could not claim: another worker holds them"
+            ):
+                h.drain()
+        finally:
+            client.close()
+        assert queue_left(h) == 1 and h.state.get("done", "1") is None
 
 
 def test_the_test_redis_is_never_the_one_on_6379() -> None:

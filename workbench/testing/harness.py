@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 
 from litestar.testing import TestClient
 
-from .. import keys
-from ..queue import JobInfo, make_all_due, make_worker, queue_stats
+from .. import keys, late_work
+from ..job_queue import QUEUE, JobInfo, lease_key, make_all_due, queue_stats
 from ..registry import Registry
 from ..runtime import Runtime
 from ..settings import Settings
@@ -27,6 +27,7 @@ from ..step_config import CronStep
 from ..tracing.store import LEVELS
 from ..web.app import create_app
 from ..worker import max_timeout
+from ..worker_loop import make_worker
 
 T = TypeVar("T")
 
@@ -230,8 +231,16 @@ class Harness:
             await make_all_due(runtime.redis)  # what this run deferred is next, not later
             return None if delay is None else 0.0  # a retry runs next, without its backoff
 
+        idle_passes = 0  # passes over a non-empty queue that ran nothing
         while True:
             await make_all_due(runtime.redis)
+            held = await self._held_elsewhere()
+            if held:
+                raise DrainError(
+                    f"drain() found {held} queued jobs it could not claim: another worker holds them "
+                    "(is a worker process running against this Redis?)"
+                )
+            runs_before = len(steps)
             worker = make_worker(
                 self.settings.redis_url,
                 run_job=run_job,
@@ -262,9 +271,29 @@ class Harness:
                     "does a step emit in a loop? (raise max_runs if the work is really that long)"
                 )
             running.result()  # a failure of the worker itself
+            await late_work.wait_all()  # what handlers left running may emit more
             stats = await queue_stats(runtime.redis)
-            if stats["ready"] + stats["deferred"] == 0:
+            left = stats["ready"] + stats["deferred"]
+            if left == 0:
                 return DrainResult(runs=len(steps), steps=steps)
+            idle_passes = idle_passes + 1 if len(steps) == runs_before else 0
+            if idle_passes >= 2:
+                raise DrainError(
+                    f"drain() found {left} queued jobs it could not claim: another worker holds them "
+                    "(is a worker process running against this Redis?)"
+                )
+
+    async def _held_elsewhere(self) -> int:
+        """How many jobs are queued, all of them leased to some other worker (0 if any is free)."""
+        redis = self.runtime.redis
+        queued = await redis.zrange(QUEUE, 0, -1)
+        if not queued:
+            return 0
+        async with redis.pipeline(transaction=False) as pipe:
+            for job_id in queued:
+                pipe.exists(lease_key(job_id))
+            leased = await pipe.execute()
+        return len(queued) if all(leased) else 0
 
     def emit(self, topic: str, data: Any = None) -> str:
         """Emit an event as a new trace (as `workbench emit` does); returns the trace id."""
