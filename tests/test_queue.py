@@ -164,3 +164,58 @@ async def test_a_job_whose_data_expired_is_removed_with_a_warning(
     assert await client.zcard(queue.QUEUE) == 0
     await client.aclose()
     assert "job gone expired before it could run" in caplog.text
+
+
+async def test_two_workers_on_one_queue_run_each_job_once(redis_url: str) -> None:
+    # both read the same head of the queue: each claim re-checks its candidates in the script
+    await enqueue(redis_url, [{"i": i} for i in range(200)])
+    runs: list[tuple[int, str]] = []
+
+    def runner(name: str) -> queue.JobRunner:
+        async def run(payload: dict[str, Any], info: queue.JobInfo) -> None:
+            runs.append((payload["i"], name))
+            await asyncio.sleep(0)  # let the other worker claim meanwhile
+
+        return run
+
+    await asyncio.gather(
+        run_until_empty(redis_url, runner("a"), concurrency=4),
+        run_until_empty(redis_url, runner("b"), concurrency=4),
+    )
+    assert sorted(i for i, _ in runs) == list(range(200))
+    assert {name for _, name in runs} == {"a", "b"}
+
+
+async def test_a_claim_skips_candidates_another_worker_took_and_reads_the_queue_again(redis_url: str) -> None:
+    ids = await enqueue(redis_url, [{"i": i} for i in range(6)])
+    a, b = Redis.from_url(redis_url), Redis.from_url(redis_url)
+    qa = queue.JobQueue(a, lease_s=5, read_limit=100)
+    qb = queue.JobQueue(b, lease_s=5, read_limit=100)
+    first = await qa.claim(1)  # reads all six as candidates, claims the first
+    assert [info.job_id for info, _ in first] == ids[:1]
+    taken = await qb.claim(4)  # b takes the next four
+    assert [info.job_id for info, _ in taken] == ids[1:5]
+    rest = await qa.claim(3)  # a's candidates 2-5 were taken: it looks past them
+    assert [info.job_id for info, _ in rest] == ids[5:]
+    assert await qa.claim(3, running={ids[0], ids[5]}) == []  # the rest are running (b's)
+    await a.aclose()
+    await b.aclose()
+
+
+async def test_a_wake_up_names_the_jobs_it_is_for(redis_url: str) -> None:
+    client = Redis.from_url(redis_url)
+    pubsub = client.pubsub()
+    await pubsub.subscribe(queue.WAKE_CHANNEL)
+    async with client.pipeline(transaction=True) as pipe:
+        queue.add_wake(pipe, ["j1", "j2"])
+        queue.add_wake(pipe)
+        await pipe.execute()
+    messages: list[list[str]] = []
+    async with asyncio.timeout(10):
+        while len(messages) < 2:  # (the subscription's own confirmation reads as None)
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+            if message is not None:
+                messages.append(queue.woken_for(message["data"]))
+    assert messages == [["j1", "j2"], []]
+    await pubsub.aclose()
+    await client.aclose()

@@ -357,14 +357,18 @@ def test_start_serves_the_workbench_only_when_enabled_and_behind_its_token(
     refused = subprocess.run([sys.executable, "-m", "workbench", "start"], env={**env, "WORKBENCH_UI": "1"},
                              cwd=ROOT, capture_output=True, text=True, timeout=30)  # fmt: skip
     assert refused.returncode == 2 and "WORKBENCH_TOKEN" in refused.stderr
-    guarded, url = _start({**env, "WORKBENCH_UI": "1", "WORKBENCH_TOKEN": "s3cret-long-enough-token"}, tmp_path, "guarded")
+    guarded, url = _start(
+        {**env, "WORKBENCH_UI": "1", "WORKBENCH_TOKEN": "s3cret-long-enough-token"}, tmp_path, "guarded"
+    )
     try:
         assert httpx.get(f"{url}/_workbench/api/traces").status_code == 401
         assert (
             httpx.get(f"{url}/_workbench/api/traces", headers={"authorization": "Bearer nope"}).status_code
             == 401
         )
-        ok = httpx.get(f"{url}/_workbench/api/traces", headers={"authorization": "Bearer s3cret-long-enough-token"})
+        ok = httpx.get(
+            f"{url}/_workbench/api/traces", headers={"authorization": "Bearer s3cret-long-enough-token"}
+        )
         assert ok.status_code == 200
         with httpx.Client(base_url=url, follow_redirects=True) as browser:  # the token once, then a cookie
             first = browser.get("/_workbench/?token=s3cret-long-enough-token")

@@ -23,7 +23,8 @@ from __future__ import annotations
 import itertools
 import os
 import socket
-from collections.abc import Awaitable, Callable, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Container, Sequence
 from typing import Any
 from uuid import uuid4
 
@@ -31,7 +32,7 @@ import msgspec
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
-from . import arq_seam, keys
+from . import arq_seam, keys, lua
 from .ids import now_ms
 
 QUEUE = keys.PREFIX + "queue"  # zset: job id -> due ms
@@ -94,9 +95,14 @@ def add_job(pipe: Pipeline, payload: dict[str, Any], *, job_id: str, run_at_ms: 
     pipe.zadd(QUEUE, {job_id: score})
 
 
-def add_wake(pipe: Pipeline) -> None:
-    """Tell idle workers to look at the queue now."""
-    pipe.publish(WAKE_CHANNEL, b"1")
+def add_wake(pipe: Pipeline, job_ids: Sequence[str] = ()) -> None:
+    """Tell idle workers to look at the queue now; naming the jobs just queued saves them a read."""
+    pipe.publish(WAKE_CHANNEL, ",".join(job_ids) or "1")
+
+
+def woken_for(message: bytes) -> list[str]:
+    """The job ids a wake-up message names (none for a bare wake-up)."""
+    return [] if message == b"1" else message.decode().split(",")
 
 
 async def claim_once(redis: Redis, name: str, ttl_s: int = 3600) -> bool:
@@ -145,36 +151,8 @@ def payload_of(raw: bytes) -> dict[str, Any]:
     return arq_seam.payload_of(_decode(raw))
 
 
-# Find and claim due jobs in one round trip, atomically, and hand back what running them needs
-# (arq reads the queue, then claims each job with WATCH/EXISTS/ZSCORE/MULTI, then reads it with
-# another MULTI: two workers reading the same head of the queue fight over every job, and each job
-# costs three round trips before it starts). KEYS: queue. ARGV: now ms, lease ms, jobs wanted, how
-# far to look, and the in-progress, try-count, job and interrupt key prefixes.
-# Returns, per job: id, score, serialized job (nil once expired), run number, interrupted runs.
-_CLAIM = """
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, ARGV[4])
-local out, want, taken = {}, tonumber(ARGV[3]), 0
-for i = 1, #ids, 2 do
-  if taken >= want then break end
-  local id = ids[i]
-  local lease = ARGV[5] .. id
-  if redis.call('EXISTS', lease) == 0 then
-    redis.call('PSETEX', lease, ARGV[2], '1')
-    local run = redis.call('INCR', ARGV[6] .. id)
-    redis.call('EXPIRE', ARGV[6] .. id, 88400)
-    local interrupted = 0
-    if run > 1 then interrupted = tonumber(redis.call('GET', ARGV[8] .. id) or '0') end
-    taken = taken + 1
-    out[#out + 1] = id
-    out[#out + 1] = ids[i + 1]
-    out[#out + 1] = redis.call('GET', ARGV[7] .. id)
-    out[#out + 1] = run
-    out[#out + 1] = interrupted
-  end
-end
-return out
-"""
-_CLAIM_FIELDS = 5
+_CLAIMED_FIELDS = 5  # per claimed job, in the claim script's answer
+CLAIM_SPARE = 2  # candidates passed beyond the jobs wanted: some may have been taken meanwhile
 
 
 class JobQueue:
@@ -184,20 +162,50 @@ class JobQueue:
         self.redis = redis
         self.lease_ms = int(lease_s * 1000)
         self.read_limit = read_limit
-        self._claim = redis.register_script(_CLAIM)
+        self._claim = redis.register_script(lua.load("claim"))
+        # due job ids read from the queue (in its order) or named by a wake-up, not tried yet:
+        # a claim passes its candidates' keys in KEYS, so ids are known before the script runs
+        self._candidates: deque[str] = deque()
+        self._known: set[str] = set()
 
-    async def claim(self, wanted: int) -> list[tuple[JobInfo, bytes | None]]:
-        """Claim up to `wanted` due jobs: each with its run's info and its stored bytes (None when
-        the job's data expired before it could run)."""
-        prefixes = [arq_seam.IN_PROGRESS_KEY_PREFIX, arq_seam.RETRY_KEY_PREFIX, arq_seam.JOB_KEY_PREFIX]
-        flat = await self._claim(
-            keys=[QUEUE], args=[now_ms(), self.lease_ms, wanted, self.read_limit, *prefixes, INTERRUPTS]
-        )
+    def hint(self, job_ids: Sequence[str]) -> None:
+        """Jobs a wake-up named (just queued): candidates for the next claim, with no read first."""
+        for job_id in job_ids:
+            if job_id not in self._known:
+                self._known.add(job_id)
+                self._candidates.append(job_id)
+
+    async def _read_candidates(self, running: Container[str]) -> None:
+        ids = await self.redis.zrangebyscore(QUEUE, "-inf", now_ms(), start=0, num=self.read_limit)
+        self.hint([i for i in (raw.decode() for raw in ids) if i not in running])
+
+    async def claim(self, wanted: int, running: Container[str] = ()) -> list[tuple[JobInfo, bytes | None]]:
+        """Claim up to `wanted` due jobs (not those in `running`, this worker's own): each with its
+        run's info and its stored bytes (None when the job's data expired before it could run).
+
+        Usually one round trip: the candidates come from the last read of the queue or from
+        wake-ups; the queue is read again (in its order) when they run short."""
         claimed: list[tuple[JobInfo, bytes | None]] = []
-        for i in range(0, len(flat), _CLAIM_FIELDS):
-            job_id = flat[i].decode()
-            score, raw, run, interrupted = flat[i + 1 : i + _CLAIM_FIELDS]
-            claimed.append((JobInfo(job_id, int(run), int(float(score)), int(interrupted)), raw))
+        read, spare = False, CLAIM_SPARE
+        while len(claimed) < wanted:
+            want = wanted - len(claimed)
+            if len(self._candidates) < want and not read:
+                await self._read_candidates(running)
+                read = True
+            if not self._candidates:
+                break
+            batch = list(itertools.islice(self._candidates, want + spare))
+            names = [QUEUE]
+            for job_id in batch:
+                names += (lease_key(job_id), tries_key(job_id), job_key(job_id), interrupts_key(job_id))
+            flat = await self._claim(keys=names, args=[now_ms(), self.lease_ms, want, TRIES_TTL_S, *batch])
+            for _ in range(int(flat[0])):  # the candidates looked at are used up, claimed or not
+                self._known.discard(self._candidates.popleft())
+            for i in range(1, len(flat), _CLAIMED_FIELDS):
+                number, score, raw, run, interrupted = flat[i : i + _CLAIMED_FIELDS]
+                info = JobInfo(batch[int(number) - 1], int(run), int(float(score)), int(interrupted))
+                claimed.append((info, raw))
+            spare *= 4  # candidates were taken by other workers: look further ahead next time
         return claimed
 
     @staticmethod

@@ -144,7 +144,7 @@ class Runtime:
                 run_at = now_ms() + delay_ms if delay_ms else None  # Motia's queue.delaySeconds
                 job_queue.add_job(pipe, payload, job_id=job_id, run_at_ms=run_at)
             if subscribers:
-                job_queue.add_wake(pipe)
+                job_queue.add_wake(pipe, job_ids)
 
         await self.recorder.run_with_records(scope.trace_id, build)
         return Emitted(topic, [s.name for s in subscribers], job_ids)
@@ -201,7 +201,7 @@ class Runtime:
 
         def build(pipe: Pipeline) -> None:
             job_queue.add_job(pipe, payload, job_id=job_id, run_at_ms=run_at_ms)
-            job_queue.add_wake(pipe)
+            job_queue.add_wake(pipe, [job_id])
 
         await self.recorder.run_with_records(trace_id, build)
         return trace_id, job_id

@@ -12,7 +12,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from . import keys
+from . import keys, lua
 from .tracing.recorder import current_scope
 
 
@@ -26,24 +26,12 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
 
 
-# KEYS: the group's hash. ARGV: key, whether a value was read ("1") or not ("0"), the value read,
-# the new value. Writes and returns 1 only if the key still holds what was read.
-_COMPARE_AND_SET = """
-local current = redis.call('HGET', KEYS[1], ARGV[1])
-if (ARGV[2] == '0' and current == false) or (ARGV[2] == '1' and current == ARGV[3]) then
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
-  return 1
-end
-return 0
-"""
-
-
 class State:
     def __init__(self, redis: Redis) -> None:
         # redis-py types each command as "Awaitable[T] | T" (one signature for sync and async)
         self.redis: Any = redis
         self._listed: set[str] = set()  # groups this process has already added to the group list
-        self._compare_and_set = redis.register_script(_COMPARE_AND_SET)
+        self._compare_and_set = redis.register_script(lua.load("compare_and_set"))
 
     async def _list_group(self, group: str) -> None:
         """Name the group in the list of groups once per process (a list only ever grows;

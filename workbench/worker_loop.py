@@ -32,7 +32,7 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from .ids import now_ms
-from .job_queue import WAKE_CHANNEL, JobInfo, JobQueue, JobRunner, payload_of
+from .job_queue import WAKE_CHANNEL, JobInfo, JobQueue, JobRunner, payload_of, woken_for
 
 log = logging.getLogger("workbench.queue")
 
@@ -158,7 +158,7 @@ class WorkerLoop:
                 backoff = min(backoff * 2, 5.0)
 
     async def _claim(self, free: int) -> int:
-        claimed = await self._q.claim(free)
+        claimed = await self._q.claim(free, self._running)
         for info, raw in claimed:
             task = asyncio.get_running_loop().create_task(self._run_claimed(info, raw))
             self._running[info.job_id] = task
@@ -208,6 +208,7 @@ class WorkerLoop:
                     await self._pubsub.subscribe(WAKE_CHANNEL)
                 message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
                 if message is not None:
+                    self._q.hint(woken_for(message["data"]))
                     self._nudge()
                 backoff = 0.1
             except (RedisError, OSError):

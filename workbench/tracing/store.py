@@ -16,7 +16,7 @@ import msgspec
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
-from .. import keys
+from .. import keys, lua
 from ..ids import now_ms
 from .filters import LEVELS as LEVELS  # re-exported: where callers have found it so far
 from .filters import LogFilter, TraceFilter
@@ -24,108 +24,12 @@ from .records import trace_from_hash
 
 log = logging.getLogger("workbench.store")
 
-# One script call writes a whole batch of records, passed as one msgpack array (packing one
-# argument is far cheaper for the client than packing ten per record). Each record is an array
-# whose first item names its kind:
-#   T trace opened:   trace, start, entry, kind, label, open
-#   S span put:       trace, span id, span json, open delta, failed delta, errors delta, ts, step, error
-#   E event added:    trace, event kind, event json
-#   A trace adjusted: trace, open delta, failed delta, ts
-# Spans and events go to the feed as they are; each trace touched gets its counters updated and
-# ONE summary pushed to the feed at the end of the batch, however many records touched it.
-_APPLY = """
-local feed, logs = KEYS[1], KEYS[2]
-local feed_max, logs_max = ARGV[1], ARGV[2]
-local records = cmsgpack.unpack(ARGV[3])
-local touched, order = {}, {}
-local function touch(tid)
-  local t = touched[tid]
-  if not t then
-    t = {open = 0, failed = 0, errors = 0, ts = 0, steps = {}, err = ''}
-    touched[tid] = t
-    table.insert(order, tid)
-  end
-  return t
-end
-for _, r in ipairs(records) do
-  local kind, tid = r[1], r[2]
-  local trace = 'wb:trace:' .. tid
-  local t = touch(tid)
-  if kind == 'T' then
-    local start = r[3]
-    redis.call('HSET', trace, 'id', tid, 'entry', r[4], 'kind', r[5], 'label', r[6])
-    local s = redis.call('HGET', trace, 'start')
-    if (not s) or tonumber(s) > start then redis.call('HSET', trace, 'start', string.format('%d', start)) end
-    redis.call('ZADD', 'wb:traces', 'NX', start, tid)
-    t.open = t.open + r[7]
-    if start > t.ts then t.ts = start end
-  elseif kind == 'S' then
-    if redis.call('HSET', 'wb:spans:' .. tid, r[3], r[4]) == 1 then
-      redis.call('HINCRBY', trace, 'spans', 1)
-    end
-    redis.call('XADD', feed, 'MAXLEN', '~', feed_max, '*', 't', 'span', 'd', r[4])
-    t.open = t.open + r[5]
-    t.failed = t.failed + r[6]
-    t.errors = t.errors + r[7]
-    if r[8] > t.ts then t.ts = r[8] end
-    t.steps[r[9]] = true
-    if r[10] ~= '' then t.err = r[10] end
-  elseif kind == 'E' then
-    local events = 'wb:events:' .. tid
-    redis.call('RPUSH', events, r[4])
-    if r[3] == 'log' then
-      local id = redis.call('XADD', logs, 'MAXLEN', '~', logs_max, '*', 'd', r[4])
-      redis.call('RPUSH', events .. ':logids', id)
-    end
-    redis.call('XADD', feed, 'MAXLEN', '~', feed_max, '*', 't', r[3], 'd', r[4])
-  else
-    t.open = t.open + r[3]
-    t.failed = t.failed + r[4]
-    if r[5] > t.ts then t.ts = r[5] end
-  end
-end
-for _, tid in ipairs(order) do
-  local t = touched[tid]
-  local trace = 'wb:trace:' .. tid
-  if t.open ~= 0 then redis.call('HINCRBY', trace, 'open', t.open) end
-  if t.failed ~= 0 then
-    -- the index behind ?status=failed: traces with a final failure (a retried dead letter leaves it)
-    if redis.call('HINCRBY', trace, 'failed', t.failed) > 0 then
-      local start = redis.call('HGET', trace, 'start') or string.format('%d', t.ts)
-      redis.call('ZADD', 'wb:traces:failed', 'NX', start, tid)
-    else
-      redis.call('ZREM', 'wb:traces:failed', tid)
-    end
-  end
-  if t.errors ~= 0 then redis.call('HINCRBY', trace, 'errors', t.errors) end
-  if t.err ~= '' then redis.call('HSET', trace, 'error', t.err) end
-  local e = tonumber(redis.call('HGET', trace, 'end') or '0')
-  if t.ts > e then redis.call('HSET', trace, 'end', string.format('%d', t.ts)) end
-  local steps = redis.call('HGET', trace, 'steps') or ''
-  local changed = false
-  for step, _ in pairs(t.steps) do
-    if not string.find(',' .. steps .. ',', ',' .. step .. ',', 1, true) then
-      if steps == '' then steps = step else steps = steps .. ',' .. step end
-      changed = true
-    end
-  end
-  if changed then redis.call('HSET', trace, 'steps', steps) end
-  local flat = redis.call('HGETALL', trace)
-  local summary = {}
-  for i = 1, #flat, 2 do summary[flat[i]] = flat[i + 1] end
-  redis.call('XADD', feed, 'MAXLEN', '~', feed_max, '*', 't', 'trace', 'd', cjson.encode(summary))
-end
-return #records
-"""
-APPLY = (
-    _APPLY.replace("'wb:trace:'", repr(keys.TRACE))
-    .replace("'wb:traces'", repr(keys.TRACES))
-    .replace("'wb:traces:failed'", repr(keys.FAILED_TRACES))
-    .replace("'wb:spans:'", repr(keys.SPANS))
-    .replace("'wb:events:'", repr(keys.EVENTS))
-)
+# One script call writes a whole batch of records (see lua/apply_records.lua for the record kinds),
+# passed as one msgpack array: packing one argument is far cheaper for the client than packing ten
+# per record. Every key it writes is given in KEYS, four per trace (`_trace_keys`).
+APPLY = lua.load("apply_records")
 
-Record = tuple[Any, ...]  # (kind, trace id, ...): one record of the APPLY script
+Record = tuple[Any, ...]  # (kind, trace id, ...): one record of the apply_records script
 _pack = msgspec.msgpack.Encoder().encode
 # record bodies are JSON; values a handler logs that JSON has no type for are written as text
 _json = msgspec.json.Encoder(enc_hook=str).encode
@@ -167,6 +71,15 @@ def _logids_key(trace_id: str) -> str:
     return keys.EVENTS + trace_id + ":logids"
 
 
+def _trace_keys(records: list[Record]) -> list[str]:
+    """The apply_records script's KEYS: the streams and indexes, then four keys per trace, in the
+    order the traces first appear in `records` (the order the script reads them in)."""
+    names = [keys.FEED, keys.LOGS, keys.TRACES, keys.FAILED_TRACES]
+    for trace_id in dict.fromkeys([r[1] for r in records]):
+        names += (keys.TRACE + trace_id, keys.SPANS + trace_id, keys.EVENTS + trace_id, _logids_key(trace_id))
+    return names
+
+
 class TraceStore:
     def __init__(self, redis: Redis, *, feed_maxlen: int = 10_000, logs_maxlen: int = 100_000) -> None:
         # redis-py types each command as "Awaitable[T] | T" (one signature for sync and async)
@@ -191,8 +104,9 @@ class TraceStore:
         if not records:
             return
         batch = _pack(records)
-        args: list[Any] = [keys.FEED, keys.LOGS, self.feed_maxlen, self.logs_maxlen, batch]
-        pipe.evalsha(self._apply.sha, 2, *args)
+        trace_keys = _trace_keys(records)
+        args: list[Any] = [*trace_keys, self.feed_maxlen, self.logs_maxlen, batch]
+        pipe.evalsha(self._apply.sha, len(trace_keys), *args)
 
     # single-record conveniences (tests, benchmarks, tools)
     def open_trace(

@@ -1,0 +1,148 @@
+"""Each Lua script (workbench/lua/*.lua) on its own, against the real test Redis.
+
+Every script is called with key names of the test's own choosing (`t:...`): it must touch exactly
+the keys it was given in KEYS and build none of its own."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+import pytest
+from redis import Redis
+from redis.exceptions import ResponseError
+
+from workbench import lua
+from workbench.tracing.store import adjust_record, event_record, span_record, trace_record
+
+
+@pytest.fixture
+def r(redis_url: str) -> Iterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+def only_keys(r: Redis, *, prefix: str = "t:") -> set[str]:
+    found = {k.decode() for k in r.scan_iter("*")}
+    assert all(k.startswith(prefix) for k in found), found  # nothing outside the keys given
+    return found
+
+
+# --- claim ---------------------------------------------------------------------------------------
+
+
+def job_keys(job_id: str) -> list[str]:
+    return [f"t:lease:{job_id}", f"t:tries:{job_id}", f"t:job:{job_id}", f"t:intr:{job_id}"]
+
+
+def claim(r: Redis, ids: list[str], *, now: int = 1000, want: int = 10, lease_ms: int = 5000) -> list[Any]:
+    names = ["t:queue"] + [k for job_id in ids for k in job_keys(job_id)]
+    script = r.register_script(lua.load("claim"))
+    return list(script(keys=names, args=[now, lease_ms, want, 600, *ids]))
+
+
+def test_claim_takes_due_free_candidates_in_order_with_their_data_and_run_numbers(r: Redis) -> None:
+    r.zadd("t:queue", {"a": 100, "b": 200, "late": 5000, "taken": 50})
+    r.set("t:job:a", b"A")
+    r.set("t:job:b", b"B")
+    r.set("t:lease:taken", b"1")  # another worker runs it
+    r.set("t:tries:b", 2)  # b ran twice before, once stopped by a graceful shutdown
+    r.set("t:intr:b", 1)
+    out = claim(r, ["taken", "gone", "a", "late", "b"])
+    assert out[0] == 5  # every candidate looked at
+    rows = [out[i : i + 5] for i in range(1, len(out), 5)]
+    assert rows == [[3, b"100", b"A", 1, 0], [5, b"200", b"B", 3, 1]]
+    assert r.pttl("t:lease:a") > 4000 and r.get("t:lease:a") == b"1"
+    assert r.get("t:tries:a") == b"1" and 0 < r.ttl("t:tries:a") <= 600
+    assert not r.exists("t:lease:late") and not r.exists("t:lease:gone")  # not due / not queued
+    assert r.zcard("t:queue") == 4  # a claimed job stays queued until it ends
+    only_keys(r)
+
+
+def test_claim_stops_at_the_number_wanted_and_says_how_far_it_looked(r: Redis) -> None:
+    r.zadd("t:queue", {"a": 1, "b": 2, "c": 3})
+    out = claim(r, ["a", "b", "c"], want=2)
+    assert out[0] == 2 and [out[1], out[6]] == [1, 2]
+    assert not r.exists("t:lease:c")
+
+
+def test_claim_returns_nil_data_for_an_expired_job_and_claims_it_so_it_can_be_removed(r: Redis) -> None:
+    r.zadd("t:queue", {"x": 1})
+    out = claim(r, ["x"])
+    assert out == [1, 1, b"1", None, 1, 0]
+    assert r.exists("t:lease:x")
+
+
+def test_claim_refuses_keys_that_do_not_match_its_candidates(r: Redis) -> None:
+    script = r.register_script(lua.load("claim"))
+    with pytest.raises(ResponseError, match="four keys per candidate"):
+        script(keys=["t:queue", "t:lease:a"], args=[1000, 5000, 1, 600, "a"])
+
+
+# --- compare_and_set ------------------------------------------------------------------------------
+
+
+def test_compare_and_set_writes_only_over_what_was_read(r: Redis) -> None:
+    cas = r.register_script(lua.load("compare_and_set"))
+    assert cas(keys=["t:group"], args=["k", "0", "", "v1"]) == 1  # absent, as read
+    assert cas(keys=["t:group"], args=["k", "0", "", "v2"]) == 0  # no longer absent
+    assert cas(keys=["t:group"], args=["k", "1", "stale", "v2"]) == 0  # changed since read
+    assert cas(keys=["t:group"], args=["k", "1", "v1", "v2"]) == 1
+    assert r.hgetall("t:group") == {b"k": b"v2"}
+    only_keys(r)
+
+
+# --- apply_records ----------------------------------------------------------------------------------
+
+STREAMS = ["t:feed", "t:logs", "t:traces", "t:failed"]
+
+
+def trace_keys(*trace_ids: str) -> list[str]:
+    return [k for t in trace_ids for k in (f"t:trace:{t}", f"t:spans:{t}", f"t:events:{t}", f"t:logids:{t}")]
+
+
+def apply(r: Redis, records: list[Any], names: list[str]) -> Any:
+    script = r.register_script(lua.load("apply_records"))
+    return script(keys=names, args=[100, 100, msgspec.msgpack.encode(records)])
+
+
+def span(trace_id: str, span_id: str, **extra: Any) -> dict[str, Any]:
+    return {"id": span_id, "traceId": trace_id, "step": "S", "startedAt": 10, **extra}
+
+
+def test_apply_records_writes_traces_spans_events_logs_and_the_feed_under_the_keys_given(r: Redis) -> None:
+    records = [
+        trace_record("T1", start=10, entry="E", kind="api", label="POST /x", open_=1),
+        span_record(span("T1", "s1")),
+        event_record({"traceId": "T1", "spanId": "s1", "kind": "log", "message": "hi"}),
+        trace_record("T2", start=20, entry="E", kind="emit", label="emit x"),
+        span_record(
+            span("T1", "s1", finishedAt=30, error={"message": "boom"}), open_delta=-1, failed_delta=1
+        ),
+        adjust_record("T2", open_delta=1),
+    ]
+    assert apply(r, records, STREAMS + trace_keys("T1", "T2")) == 6
+    t1 = {k.decode(): v.decode() for k, v in r.hgetall("t:trace:T1").items()}
+    assert t1 == {  # opened (+1) and ended (-1) in one batch: no open count is written
+        "id": "T1", "entry": "E", "kind": "api", "label": "POST /x", "start": "10", "end": "30",
+        "spans": "1", "failed": "1", "error": "boom", "steps": "S",
+    }  # fmt: skip
+    assert r.hget("t:trace:T2", "open") == b"1"
+    assert r.zrange("t:traces", 0, -1) == [b"T1", b"T2"] and r.zrange("t:failed", 0, -1) == [b"T1"]
+    assert json.loads(r.hget("t:spans:T1", "s1"))["finishedAt"] == 30
+    assert [json.loads(e)["message"] for e in r.lrange("t:events:T1", 0, -1)] == ["hi"]
+    (log_id, fields), *_ = r.xrange("t:logs")
+    assert r.lrange("t:logids:T1", 0, -1) == [log_id] and json.loads(fields[b"d"])["message"] == "hi"
+    feed = [fields[b"t"].decode() for _, fields in r.xrange("t:feed")]
+    assert feed == ["span", "log", "span", "trace", "trace"]  # one summary per trace, at the end
+    only_keys(r)
+
+
+def test_apply_records_refuses_a_batch_whose_keys_do_not_match_its_traces(r: Redis) -> None:
+    records = [trace_record("T1", start=1, entry="E", kind="api", label="x"), adjust_record("T2")]
+    with pytest.raises(ResponseError, match="four keys per trace"):
+        apply(r, records, STREAMS + trace_keys("T1"))
+    assert only_keys(r) == set()  # checked before anything is written
