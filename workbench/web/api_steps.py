@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -19,6 +18,7 @@ from ..runtime import Runtime
 from ..step_config import ApiStep
 from ..tracing.recorder import current_scope
 from ..tracing.records import Span, error_info
+from .params import json_body
 
 log = logging.getLogger("workbench.api")
 
@@ -33,15 +33,6 @@ def litestar_path(path: str) -> str:
     return "/".join(parts)
 
 
-def _json_body(raw: bytes) -> Any:
-    if not raw.strip():
-        return None
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise HTTPException(status_code=400, detail=f"Malformed JSON body: {exc}") from exc
-
-
 def _dump(parsed: Any) -> Any:
     if hasattr(parsed, "model_dump"):
         return parsed.model_dump(mode="json", exclude_unset=True, by_alias=True)
@@ -50,18 +41,26 @@ def _dump(parsed: Any) -> Any:
     return msgspec.to_builtins(parsed)
 
 
+def _api_request(request: Request[Any, Any, Any], body: Any, parsed: Any) -> ApiRequest:
+    return ApiRequest(
+        method=request.method,
+        path=request.url.path,
+        body=body,
+        path_params={k: str(v) for k, v in request.path_params.items()},
+        query_params=dict(request.query_params),
+        headers=dict(request.headers),
+        parsed=parsed,
+    )
+
+
 def build_route(step: ApiStep, runtime: Runtime) -> HTTPRouteHandler:
-    async def run(request: Request[Any, Any, Any], parsed: Any, has_body: bool) -> Response[Any]:
-        if has_body:
-            body = _dump(parsed)
-        elif request.method in ("POST", "PUT", "PATCH"):
-            body = _json_body(await request.body())
-        else:
-            body = None
+    recorder = runtime.recorder
+    label = f"{step.method} {step.path}"
+
+    def start_span(request: Request[Any, Any, Any]) -> Span:
+        """A new trace with this request's span open in it (the trace's one open span)."""
         started = now_ms()
-        trace_id = runtime.begin_trace(
-            entry=step.name, kind="api", label=f"{step.method} {step.path}", open_=1
-        )
+        trace_id = runtime.begin_trace(entry=step.name, kind="api", label=label, open_=1)
         span = Span(
             id=new_id(),
             trace_id=trace_id,
@@ -70,51 +69,58 @@ def build_route(step: ApiStep, runtime: Runtime) -> HTTPRouteHandler:
             started_at=started,
             http={"method": request.method, "path": request.url.path},
         )
-        runtime.recorder.span(span)
+        recorder.span(span)
+        return span
+
+    def finish(span: Span, http_status: int, error: BaseException | None = None) -> None:
+        """The one way a request's span ends: failed on a 5xx (a 5xx counts as the trace's failure
+        and error), else completed; `error`, when given, is kept on the span."""
+        failed = 1 if http_status >= 500 else 0
+        span.status = "failed" if failed else "completed"
+        span.finished_at = now_ms()
+        if error is not None:
+            span.error = error_info(error)
+        span.http = {**(span.http or {}), "status": http_status}
+        recorder.span(span, open_delta=-1, failed_delta=failed, error_delta=failed)
+
+    async def call(span: Span, api_request: ApiRequest) -> Response[Any]:
+        """Run the handler inside the span; the span ends however the handler does."""
         scope = runtime.scope(span)
         token = current_scope.set(scope)
-        api_request = ApiRequest(
-            method=request.method,
-            path=request.url.path,
-            body=body,
-            path_params={k: str(v) for k, v in request.path_params.items()},
-            query_params=dict(request.query_params),
-            headers=dict(request.headers),
-            parsed=parsed,
-        )
         try:
             result = as_response(await step.handler(api_request, runtime.context(step, scope)))  # type: ignore[misc]
         except RedisError as exc:
-            span.status, span.finished_at, span.error = "failed", now_ms(), error_info(exc)
-            span.http = {**(span.http or {}), "status": 503}
-            runtime.recorder.span(span, open_delta=-1, failed_delta=1, error_delta=1)
+            finish(span, 503, exc)  # answered 503 by the app's RedisError handler
             raise
         except HTTPException as exc:  # a handler may raise Litestar's own HTTP errors
-            failed = 1 if exc.status_code >= 500 else 0
-            span.status, span.finished_at = ("failed" if failed else "completed"), now_ms()
-            span.http = {**(span.http or {}), "status": exc.status_code}
-            runtime.recorder.span(span, open_delta=-1, failed_delta=failed, error_delta=failed)
+            finish(span, exc.status_code)
             raise
         except Exception as exc:
             logging.getLogger(f"steps.{step.name}").exception("Unhandled error in %s", step.name)
-            span.status, span.finished_at, span.error = "failed", now_ms(), error_info(exc)
-            span.http = {**(span.http or {}), "status": 500}
-            runtime.recorder.span(span, open_delta=-1, failed_delta=1, error_delta=1)
+            finish(span, 500, exc)
             return Response(
-                {"error": "Internal server error", "step": step.name, "traceId": trace_id},
+                {"error": "Internal server error", "step": step.name, "traceId": span.trace_id},
                 status_code=500,
-                headers={"x-trace-id": trace_id},
+                headers={"x-trace-id": span.trace_id},
             )
         finally:
             current_scope.reset(token)
-        span.finished_at = now_ms()
-        span.status = "failed" if result.status >= 500 else "completed"
-        span.http = {**(span.http or {}), "status": result.status}
-        failed = 1 if result.status >= 500 else 0
-        runtime.recorder.span(span, open_delta=-1, failed_delta=failed, error_delta=failed)
+        finish(span, result.status)
         return Response(
-            content=result.body, status_code=result.status, headers={**result.headers, "x-trace-id": trace_id}
+            content=result.body,
+            status_code=result.status,
+            headers={**result.headers, "x-trace-id": span.trace_id},
         )
+
+    async def run(request: Request[Any, Any, Any], parsed: Any, has_body: bool) -> Response[Any]:
+        if has_body:
+            body = _dump(parsed)
+        elif request.method in ("POST", "PUT", "PATCH"):
+            body = await json_body(request)
+        else:
+            body = None
+        span = start_span(request)
+        return await call(span, _api_request(request, body, parsed))
 
     if step.body_schema is not None:
 
