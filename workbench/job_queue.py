@@ -152,7 +152,7 @@ def payload_of(raw: bytes) -> dict[str, Any]:
 
 
 _CLAIMED_FIELDS = 5  # per claimed job, in the claim script's answer
-CLAIM_SPARE = 2  # candidates passed beyond the jobs wanted: some may have been taken meanwhile
+MAX_SPARE = 64  # candidates passed beyond the jobs wanted, at most (others may have taken some)
 
 
 class JobQueue:
@@ -167,6 +167,9 @@ class JobQueue:
         # a claim passes its candidates' keys in KEYS, so ids are known before the script runs
         self._candidates: deque[str] = deque()
         self._known: set[str] = set()
+        # how many more candidates than wanted a claim passes: none while they are all there to take
+        # (one worker), more while other workers take some first (each key costs the client time)
+        self._spare = 0
 
     def hint(self, job_ids: Sequence[str]) -> None:
         """Jobs a wake-up named (just queued): candidates for the next claim, with no read first."""
@@ -186,7 +189,7 @@ class JobQueue:
         Usually one round trip: the candidates come from the last read of the queue or from
         wake-ups; the queue is read again (in its order) when they run short."""
         claimed: list[tuple[JobInfo, bytes | None]] = []
-        read, spare = False, CLAIM_SPARE
+        read = False
         while len(claimed) < wanted:
             want = wanted - len(claimed)
             if len(self._candidates) < want and not read:
@@ -194,18 +197,23 @@ class JobQueue:
                 read = True
             if not self._candidates:
                 break
-            batch = list(itertools.islice(self._candidates, want + spare))
+            batch = list(itertools.islice(self._candidates, want + self._spare))
             names = [QUEUE]
             for job_id in batch:
                 names += (lease_key(job_id), tries_key(job_id), job_key(job_id), interrupts_key(job_id))
             flat = await self._claim(keys=names, args=[now_ms(), self.lease_ms, want, TRIES_TTL_S, *batch])
-            for _ in range(int(flat[0])):  # the candidates looked at are used up, claimed or not
+            looked = int(flat[0])
+            for _ in range(looked):  # the candidates looked at are used up, claimed or not
                 self._known.discard(self._candidates.popleft())
             for i in range(1, len(flat), _CLAIMED_FIELDS):
                 number, score, raw, run, interrupted = flat[i : i + _CLAIMED_FIELDS]
                 info = JobInfo(batch[int(number) - 1], int(run), int(float(score)), int(interrupted))
                 claimed.append((info, raw))
-            spare *= 4  # candidates were taken by other workers: look further ahead next time
+            missed = looked - (len(flat) - 1) // _CLAIMED_FIELDS
+            if missed:
+                self._spare = min(MAX_SPARE, max(2, self._spare * 2))
+            else:
+                self._spare //= 2
         return claimed
 
     @staticmethod
