@@ -391,7 +391,7 @@ def test_workbench_actions_refuse_cross_site_requests(stack: Stack) -> None:
         same = client.post("/_workbench/api/cron/DeletionReaper/run", headers={**H, "origin": stack.url})
         assert same.status_code == 202
         # a plain HTML form post from another site carries neither header
-        form = client.post("/_workbench/state/pets/1/delete", data={"x": "1"})
+        form = client.post("/_workbench/state/delete", data={"group": "pets", "key": "1"})
         assert form.status_code == 403
 
 

@@ -352,12 +352,20 @@ def test_wrong_handler_signature(tmp_path: Path, kind: str, handler: str, expect
     assert exc.reason == f"handler must take {expected}"
 
 
-@pytest.mark.parametrize("kind", ["api", "event", "cron"])
-def test_sync_handler(tmp_path: Path, kind: str) -> None:
-    sync = HANDLERS[kind].replace("async def", "def")
-    exc, file = broken(tmp_path, BASES[kind], sync)
+def test_sync_api_handler(tmp_path: Path) -> None:
+    # an API handler runs in the web process's event loop: a plain `def` would block it
+    sync = HANDLERS["api"].replace("async def", "def")
+    exc, file = broken(tmp_path, BASES["api"], sync)
     assert_names(exc, file, None)
     assert exc.reason == "handler must be an `async def` function"
+
+
+@pytest.mark.parametrize("kind", ["event", "cron"])
+def test_sync_background_handler_is_accepted(tmp_path: Path, kind: str) -> None:
+    # a background handler may be a plain `def`: the worker runs it in a thread (test_worker_stall)
+    write_step(tmp_path, "plain", source(BASES[kind], HANDLERS[kind].replace("async def", "def")))
+    [step] = list(discover(tmp_path))
+    assert step.kind == kind and not inspect.iscoroutinefunction(step.handler)
 
 
 def test_handler_not_a_function(tmp_path: Path) -> None:

@@ -714,13 +714,15 @@ def test_state_edit_and_delete(stack: Stack, open_ui: Callable[..., UI]) -> None
     pet_id, trace_id = create_pet(stack, name="Jack")
     wait_trace(stack, trace_id)
     with stack.client(headers=WORKBENCH_HEADERS) as c:
-        r = c.post("/_workbench/api/state/scratch/doomed", json={"value": {"bye": True}})
+        r = c.post(
+            "/_workbench/api/state/set", json={"group": "scratch", "key": "doomed", "value": {"bye": True}}
+        )
     assert r.status_code == 200, r.text
 
     ui = open_ui(stack.url)
     page = ui.page
     ui.goto("/_workbench/state")
-    row = page.locator(f"#state-pets-{pet_id}")
+    row = page.locator(f'tr[data-group="pets"][data-key="{pet_id}"]')
     expect(row.locator("pre.json")).to_contain_text('"name": "Jack"')
 
     row.get_by_role("button", name="Edit").click()
@@ -734,7 +736,7 @@ def test_state_edit_and_delete(stack: Stack, open_ui: Callable[..., UI]) -> None
     expect(row.locator("textarea[name=value]")).to_be_hidden()
     assert api_get(stack, f"/pets/{pet_id}")["name"] == "Jackie"
 
-    doomed = page.locator("#state-scratch-doomed")
+    doomed = page.locator('tr[data-group="scratch"][data-key="doomed"]')
     expect(doomed).to_be_visible()
     ui.allow_confirm("Delete scratch / doomed?")
     doomed.get_by_role("button", name="Delete").click()
@@ -743,8 +745,10 @@ def test_state_edit_and_delete(stack: Stack, open_ui: Callable[..., UI]) -> None
     groups = api_get(stack, "/_workbench/api/state")["groups"]
     assert "doomed" not in groups.get("scratch", {})
     page.reload()
-    expect(page.locator("#state-scratch-doomed")).to_have_count(0)
-    expect(page.locator(f"#state-pets-{pet_id} pre.json")).to_contain_text('"name": "Jackie"')
+    expect(page.locator('tr[data-group="scratch"][data-key="doomed"]')).to_have_count(0)
+    expect(page.locator(f'tr[data-group="pets"][data-key="{pet_id}"] pre.json')).to_contain_text(
+        '"name": "Jackie"'
+    )
 
 
 # --- 12. emit -------------------------------------------------------------------------------------------
@@ -777,7 +781,7 @@ def test_emit_page_starts_a_trace(stack: Stack, open_ui: Callable[..., UI]) -> N
 def test_invalid_json_is_reported_in_place(stack: Stack, open_ui: Callable[..., UI]) -> None:
     """The server answers 400 with an error partial; the page must show it (emit and state edit)."""
     with stack.client(headers=WORKBENCH_HEADERS) as c:
-        r = c.post("/_workbench/api/state/scratch/kept", json={"value": {"a": 1}})
+        r = c.post("/_workbench/api/state/set", json={"group": "scratch", "key": "kept", "value": {"a": 1}})
     assert r.status_code == 200, r.text
     ui = open_ui(stack.url)
     page = ui.page
@@ -797,18 +801,18 @@ def test_invalid_json_is_reported_in_place(stack: Stack, open_ui: Callable[..., 
         missing.append("emit page: no '#emit-result .result.bad' after a 400 for payload '{oops'")
 
     ui.goto("/_workbench/state")
-    row = page.locator("#state-scratch-kept")
+    row = page.locator('tr[data-group="scratch"][data-key="kept"]')
     row.get_by_role("button", name="Edit").click()
     row.locator("textarea[name=value]").fill("{not json")
-    with page.expect_response(lambda r: "/_workbench/state/scratch/kept" in r.url) as info:
+    with page.expect_response(lambda r: r.url.endswith("/_workbench/state/set")) as info:
         row.get_by_role("button", name="Save").click()
     assert info.value.status == 400
     try:
-        expect(page.locator("#state-scratch-kept .result.bad")).to_contain_text(
-            "Not valid JSON", timeout=2000
+        expect(page.locator('tr[data-group="scratch"][data-key="kept"] .result.bad')).to_contain_text(
+            "value: not valid JSON", timeout=2000
         )
     except AssertionError:
-        missing.append("state page: no '#state-scratch-kept .result.bad' after a 400 for value '{not json'")
+        missing.append("state page: no error in the scratch/kept row after a 400 for value '{not json'")
     assert api_get(stack, "/_workbench/api/state")["groups"]["scratch"]["kept"] == {"a": 1}
     assert not missing, (
         "the 400 error partial is not shown (htmx 2 does not swap 4xx by default):\n" + "\n".join(missing)

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .json_values import check_value
 from .state import State
 
 if TYPE_CHECKING:
@@ -135,6 +136,7 @@ class Context:
         await self._emit_checked(name, data)
 
     async def _emit_checked(self, topic: str, data: Any) -> None:
+        check_value(data, what=f"emit {topic!r}")  # what could not be stored and shown is refused here
         if topic not in self.step.emits:
             declared = ", ".join(self.step.emits) or "none"
             if not self.step.motia_rules:

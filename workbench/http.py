@@ -50,15 +50,49 @@ class ApiResponse:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
+class InvalidResponse(TypeError):
+    """A handler's answer HTTP cannot carry; the client gets one clear 500 and the span fails."""
+
+
+_NO_BODY = (204, 304)  # and 1xx: statuses whose response has no body
+
+
 def as_response(result: Any) -> ApiResponse:
-    """Handlers may return an `ApiResponse` or a dict `{"status": ..., "body": ..., "headers": ...}`."""
+    """Handlers may return an `ApiResponse` or a dict `{"status": ..., "body": ..., "headers": ...}`;
+    raises `InvalidResponse` for one HTTP cannot carry (a status outside 200-599, a body on a 204 or
+    304, a header name or value with a line break or a non-text value)."""
     if isinstance(result, ApiResponse):
-        return result
-    if isinstance(result, Mapping) and "status" in result:
+        response = result
+    elif isinstance(result, Mapping) and "status" in result:
         unknown = set(result) - {"status", "body", "headers"}
         if unknown:
-            raise TypeError(f"response dict has unknown keys {sorted(unknown)}; use status, body, headers")
-        return ApiResponse(int(result["status"]), result.get("body"), dict(result.get("headers") or {}))
-    raise TypeError(
-        f"an API handler must return ApiResponse or {{'status', 'body'}}, not {type(result).__name__}"
-    )
+            raise InvalidResponse(
+                f"response dict has unknown keys {sorted(unknown)}; use status, body, headers"
+            )
+        status = result["status"]
+        if isinstance(status, bool) or not isinstance(status, int):
+            raise InvalidResponse(f"response status must be a whole number, got {status!r}")
+        headers = result.get("headers") or {}
+        if not isinstance(headers, Mapping):
+            raise InvalidResponse(f"response headers must be a dict, got {type(headers).__name__}")
+        response = ApiResponse(status, result.get("body"), dict(headers))
+    else:
+        raise InvalidResponse(
+            f"an API handler must return ApiResponse or {{'status', 'body'}}, not {type(result).__name__}"
+        )
+    if (
+        isinstance(response.status, bool)
+        or not isinstance(response.status, int)
+        or not 200 <= response.status <= 599
+    ):
+        raise InvalidResponse(
+            f"response status {response.status!r} is not an HTTP status a handler may answer (200-599)"
+        )
+    if response.status in _NO_BODY and response.body not in (None, b"", ""):
+        raise InvalidResponse(f"a {response.status} response has no body, but the handler gave one")
+    for name, value in response.headers.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise InvalidResponse(f"response header {name!r}: names and values must be strings")
+        if not name or any(c in name for c in "\r\n: ") or any(c in value for c in "\r\n\x00"):
+            raise InvalidResponse(f"response header {name!r}: names and values may not hold line breaks")
+    return response

@@ -19,6 +19,7 @@ from redis.asyncio.client import Pipeline
 from . import job_queue, keys
 from .context import Context, MotiaState, StepLogger
 from .deadletters import DeadLetters
+from .handler_watch import Watched
 from .ids import new_id, now_ms
 from .registry import Registry
 from .settings import Settings
@@ -52,6 +53,10 @@ class Emitted:
 
 
 class Runtime:
+    # a handler running this long without yielding to the event loop is named in its span and the
+    # terminal (everything else in the process waited meanwhile)
+    block_warn_s = 1.0
+
     def __init__(self, settings: Settings, registry: Registry, redis: Redis | None = None) -> None:
         self.settings = settings
         self.registry = registry
@@ -258,7 +263,18 @@ class Runtime:
             ctx = self.context(step, scope, attempt, payload.get("topic"))
             async with asyncio.timeout(step.timeout_s) as deadline:
                 try:
-                    await step.invoke(data, ctx)
+                    # a handler that blocks the loop is named in its span; one that ignores its
+                    # cancellation is left behind, and the run ends as timed out all the same
+                    await Watched(
+                        step.invoke(data, ctx),
+                        block_warn_s=self.block_warn_s,
+                        on_block=lambda seconds: _step_log(step).warning(
+                            "%s blocked the event loop for %.1f s", step.name, seconds
+                        ),
+                        on_detach=lambda: _step_log(step).warning(
+                            "%s ignored its cancellation; it was left running in the background", step.name
+                        ),
+                    )
                 except TimeoutError as exc:
                     if deadline.expired():
                         raise
@@ -270,7 +286,7 @@ class Runtime:
                 "message": f"timed out after {step.timeout_s:g} s",
                 "traceback": "",
             }
-            logging.getLogger(f"steps.{step.name}").error("Timed out after %g s", step.timeout_s)
+            _step_log(step).error("Timed out after %g s", step.timeout_s)
         except asyncio.CancelledError:
             span.status, span.finished_at = "interrupted", now_ms()
             span.error = {
@@ -357,6 +373,11 @@ class Runtime:
 
     async def workers_alive(self) -> int:
         return int(await self.redis.zcount(keys.WORKERS, now_ms() - 5000, "+inf"))
+
+
+def _step_log(step: Step) -> logging.Logger:
+    """The logger of a step's own lines (the console shows them under the step's name)."""
+    return logging.getLogger(f"steps.{step.name}")
 
 
 class _HandlerTimeout(Exception):

@@ -13,6 +13,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from . import keys, lua
+from .json_values import check_value
 from .tracing.recorder import current_scope
 
 
@@ -23,7 +24,8 @@ def _record(op: str, group: str, key: str | None) -> None:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=str)
+    """The stored form of a value; refuses (UnfitJson, a ValueError) what could not be shown again."""
+    return json.dumps(check_value(value), separators=(",", ":"), default=str)
 
 
 class State:
@@ -46,6 +48,7 @@ class State:
         return None if raw is None else json.loads(raw)
 
     async def set(self, group: str, key: str, value: Any) -> Any:
+        check_value(key, what="key")
         _record("set", group, key)
         await self._list_group(group)
         await self.redis.hset(keys.STATE + group, key, _dumps(value))

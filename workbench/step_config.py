@@ -13,6 +13,7 @@ if it needs one, a template for its panel); `STEP_KINDS` makes it known.
 from __future__ import annotations
 
 import abc
+import asyncio
 import inspect
 import math
 import re
@@ -297,7 +298,7 @@ class EventStep(BackgroundStep):
 
     async def invoke(self, data: Any, ctx: Context) -> Any:
         assert self.handler is not None
-        return await self.handler(data, ctx)
+        return await _call(self.handler, data, ctx)
 
     def describe(self) -> dict[str, Any]:
         data = super().describe()
@@ -346,7 +347,7 @@ class CronStep(BackgroundStep):
 
     async def invoke(self, data: Any, ctx: Context) -> Any:
         assert self.handler is not None
-        return await self.handler(ctx)
+        return await _call(self.handler, ctx)
 
     def describe(self) -> dict[str, Any]:
         data = super().describe()
@@ -448,12 +449,25 @@ def _retries(file: Path, value: Any) -> RetryPolicy:
     raise StepError(file, "retries", f"must be a number of attempts or a dict, got {type(value).__name__}")
 
 
+async def _call(handler: Callable[..., Any], *args: Any) -> Any:
+    """Await an `async def` handler; run a plain `def` one in the default thread pool, so that it
+    cannot block the event loop (the context goes with it: its logging lands in the span)."""
+    if inspect.iscoroutinefunction(handler):
+        return await handler(*args)
+    return await asyncio.to_thread(handler, *args)
+
+
 def _check_handler(file: Path, kind: type[Step], handler: Any) -> Handler:
     expected = kind.handler_params or ()
     if handler is None:
         raise StepError(file, None, f"a {kind.kind} step needs an `async def handler{expected}`")
     if not inspect.iscoroutinefunction(handler):
-        raise StepError(file, None, "handler must be an `async def` function")
+        # background handlers may be plain functions, run in a thread (see `_call`); an API
+        # handler runs in the web process's event loop and must be `async def`
+        if not kind.background:
+            raise StepError(file, None, "handler must be an `async def` function")
+        if not inspect.isfunction(handler):
+            raise StepError(file, None, "handler must be an `async def` function (or a plain `def`)")
     params = [
         p
         for p in inspect.signature(handler).parameters.values()

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 
+from .handler_watch import cancel_detached
 from .registry import Registry
 from .runtime import Runtime
 from .settings import Settings
-from .worker_loop import make_worker
+from .worker_loop import exit_now, make_worker
 
 log = logging.getLogger("workbench.worker")
 
@@ -40,4 +41,9 @@ async def run_worker(
     finally:
         await worker.close()
         await runtime.stop()
+        if handle_signals and (worker.stuck or await cancel_detached(0.5)):
+            # a handler that ignores its cancellation would keep the process alive for ever
+            # (asyncio.run waits for every task): its job was re-queued or has ended, so leave
+            log.error("handlers are still running after the worker stopped; exiting without them")
+            exit_now(1)
     return runtime

@@ -5,13 +5,18 @@ It is ours, not arq's `Worker` (see `arq_seam.py` for what is still arq's: the d
 - **Poll and wake.** The loop claims as many due jobs as it has free slots, in one script call. With
   room to spare and nothing due it sleeps until a wake-up message arrives (every enqueue publishes
   one), the next deferred job falls due, or the poll delay passes (a fallback).
-- **Leases.** A running job's lease is renewed every third of the lease, so only a worker that
-  stopped renewing (a dead one) loses its jobs.
+- **Leases.** A running job's lease is renewed every third of the lease by a thread with its own
+  Redis connection (`LeaseKeeper`), so a handler blocking the event loop (`time.sleep(8)` in an
+  `async def`) cannot make the worker look dead: only a dead process loses its jobs.
 - **Endings in batches.** The endings of jobs that finish together are written in one MULTI/EXEC. A
   run that cannot finish (the machinery failed, not the step) is put back in the queue, never dropped.
 - **Burst.** With `burst`, the loop returns once the queue is empty (deferred retries included).
 - **Graceful stop.** SIGTERM or SIGINT (or `stop()`): no more claims; running jobs get the grace
-  period to finish, then they are cancelled and re-queued (an interrupted run is not an attempt).
+  period to finish, then they are cancelled and re-queued (an interrupted run is not an attempt). A
+  second signal ends the grace period at once. Whatever the handlers do, the process is gone
+  `STOP_BOUND_S` after the grace period: a worker that cannot stop cleanly (its event loop blocked,
+  a handler ignoring its cancellation) releases its jobs' leases, so they run again elsewhere at
+  once, and exits.
 - **Resilience.** Losing Redis does not kill the worker: it backs off and carries on.
 - **Liveness.** The `heartbeat` hook (the runtime's cron ticks and worker list) runs every iteration.
 """
@@ -24,19 +29,24 @@ import functools
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable
+import sys
+import threading
+from collections.abc import Awaitable, Callable, Iterable
+from types import FrameType
 from typing import Any
 
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from .ids import now_ms
-from .job_queue import WAKE_CHANNEL, JobInfo, JobQueue, JobRunner, payload_of, woken_for
+from .job_queue import WAKE_CHANNEL, JobInfo, JobQueue, JobRunner, lease_key, payload_of, woken_for
 
 log = logging.getLogger("workbench.queue")
 
 CANCEL_WAIT_S = 2.0  # after the grace period: how long cancelled jobs get to record their stop
+STOP_BOUND_S = 5.0  # after the grace period: when a worker that could not stop cleanly exits anyway
 
 
 class WorkerLoop:
@@ -80,20 +90,26 @@ class WorkerLoop:
         self._endings: list[Callable[[Pipeline], None]] = []  # job endings waiting for the next batch
         self._endings_written: asyncio.Future[None] | None = None
         self._ending_writer: asyncio.Task[None] | None = None
-        self._signals: list[signal.Signals] = []
+        self._previous_handlers: dict[int, Any] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._leases: LeaseKeeper | None = None
+        self._deadline: threading.Timer | None = None
+        self.stuck = False  # jobs that did not end when cancelled: only leaving the process ends them
 
     # --- running --------------------------------------------------------------------------------
 
     async def async_run(self) -> None:
-        loop = asyncio.get_running_loop()
+        self._loop = loop = asyncio.get_running_loop()
+        if self.handle_signals:
+            # Python-level handlers, not the loop's: they run even while a handler blocks the loop
+            # (a time.sleep is interrupted for them), so the stop deadline is always armed
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous_handlers[sig] = signal.signal(sig, self._on_signal)
         self._redis = await _connect_with_backoff(self.redis_url)
         self._queue = JobQueue(self._redis, lease_s=self.lease_s, read_limit=max(self.concurrency * 5, 100))
+        self._leases = LeaseKeeper(self.redis_url, self._queue, interval_s=self.lease_s / 3)
+        self._leases.start()
         log.info("worker %s started: %d jobs at once", os.getpid(), self.concurrency)
-        if self.handle_signals:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, self.stop)
-                self._signals.append(sig)
-        leases = loop.create_task(self._renew_leases(), name="workbench-leases")
         listener = loop.create_task(self._listen(), name="workbench-wake")
         try:
             await self._poll_loop()
@@ -103,9 +119,8 @@ class WorkerLoop:
             await self._cancel_running()
             raise
         finally:
-            leases.cancel()
             listener.cancel()
-            await asyncio.gather(leases, listener, return_exceptions=True)
+            await asyncio.gather(listener, return_exceptions=True)
             await self._reset_pubsub()
 
     def stop(self) -> None:
@@ -118,17 +133,44 @@ class WorkerLoop:
         self._nudge()
 
     async def close(self) -> None:
-        """Release what `async_run` opened (jobs still running are cancelled and re-queued)."""
-        loop = asyncio.get_running_loop()
-        for sig in self._signals:
-            loop.remove_signal_handler(sig)
-        self._signals = []
+        """Release what `async_run` opened (jobs still running are cancelled and re-queued). An
+        armed stop deadline stays armed: it bounds the rest of the process's shutdown too."""
+        for sig, previous in self._previous_handlers.items():
+            signal.signal(sig, previous)
+        self._previous_handlers = {}
         if self._running:
             self._stopping = self._grace_over = True
             await self._cancel_running()
+        if self._leases is not None:
+            self._leases.stop()
+            self._leases = None
         if self._redis is not None:
             await self._redis.aclose(close_connection_pool=True)
             self._redis = None
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        """SIGTERM/SIGINT, in the main thread (between two bytecodes of whatever runs there)."""
+        if self._deadline is None:
+            self._deadline = threading.Timer(self.grace_s + STOP_BOUND_S, self._hard_exit, args=(signum,))
+            self._deadline.daemon = True
+            self._deadline.start()
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.stop)
+
+    def _hard_exit(self, signum: int) -> None:
+        """The stop deadline passed (in the timer's thread): release the leases and leave."""
+        leases = self._leases
+        jobs = leases.jobs() if leases is not None else []
+        log.error(
+            "the worker did not stop within %.0f s of %s (a handler blocking the event loop or ignoring "
+            "its cancellation?): exiting now; its %d running jobs run again elsewhere",
+            self.grace_s + STOP_BOUND_S,
+            signal.Signals(signum).name,
+            len(jobs),
+        )
+        if jobs:
+            release_leases(self.redis_url, jobs)
+        exit_now(1)
 
     async def _poll_loop(self) -> None:
         backoff = 0.1
@@ -159,6 +201,8 @@ class WorkerLoop:
 
     async def _claim(self, free: int) -> int:
         claimed = await self._q.claim(free, self._running)
+        if claimed:
+            self._l.add(info.job_id for info, _ in claimed)
         for info, raw in claimed:
             task = asyncio.get_running_loop().create_task(self._run_claimed(info, raw))
             self._running[info.job_id] = task
@@ -168,6 +212,7 @@ class WorkerLoop:
     def _job_done(self, job_id: str, task: asyncio.Task[None]) -> None:
         if self._running.get(job_id) is task:
             del self._running[job_id]
+            self._l.discard(job_id)  # its ending is written (or its lease is left to run out)
         if not task.cancelled() and (exc := task.exception()) is not None:
             log.error("the worker failed running a job", exc_info=exc)
         self._nudge()
@@ -294,17 +339,6 @@ class WorkerLoop:
             else:
                 written.set_result(None)
 
-    async def _renew_leases(self) -> None:
-        while True:
-            await asyncio.sleep(self.lease_s / 3)
-            running = [job_id for job_id, task in self._running.items() if not task.done()]
-            if not running:
-                continue
-            with contextlib.suppress(RedisError, OSError):
-                async with self._r.pipeline(transaction=False) as pipe:
-                    self._q.renew(pipe, running)
-                    await pipe.execute()
-
     # --- stopping ---------------------------------------------------------------------------------
 
     async def _finish_running(self) -> None:
@@ -326,6 +360,16 @@ class WorkerLoop:
         for task in tasks:
             task.cancel()
         await asyncio.wait(tasks, timeout=CANCEL_WAIT_S)
+        stuck = [job_id for job_id, task in self._running.items() if not task.done()]
+        if stuck:
+            # not even their cancellation ended them: let them run again elsewhere now, and leave
+            self.stuck = True
+            log.error("stopping: %d jobs did not end when cancelled; their leases are released", len(stuck))
+            for job_id in stuck:
+                self._l.discard(job_id)
+                del self._running[job_id]
+            with contextlib.suppress(RedisError, OSError):
+                await self._r.delete(*[lease_key(job_id) for job_id in stuck])
 
     @property
     def _r(self) -> Redis:
@@ -336,6 +380,78 @@ class WorkerLoop:
     def _q(self) -> JobQueue:
         assert self._queue is not None, "the worker is not running"
         return self._queue
+
+    @property
+    def _l(self) -> LeaseKeeper:
+        assert self._leases is not None, "the worker is not running"
+        return self._leases
+
+
+class LeaseKeeper(threading.Thread):
+    """Renews the leases of the worker's running jobs, every `interval_s`, from a thread with a
+    Redis connection of its own: a blocked event loop cannot stop it (time.sleep releases the GIL,
+    and pure-Python code gives it up every few milliseconds)."""
+
+    def __init__(self, redis_url: str, queue: JobQueue, *, interval_s: float) -> None:
+        super().__init__(name="workbench-leases", daemon=True)
+        self._url = redis_url
+        self._queue = queue
+        self._interval_s = interval_s
+        self._jobs: set[str] = set()
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+
+    def add(self, job_ids: Iterable[str]) -> None:
+        with self._lock:
+            self._jobs.update(job_ids)
+
+    def discard(self, job_id: str) -> None:
+        with self._lock:
+            self._jobs.discard(job_id)
+
+    def jobs(self) -> list[str]:
+        with self._lock:
+            return list(self._jobs)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.join(5)
+
+    def run(self) -> None:
+        client = SyncRedis.from_url(self._url, socket_connect_timeout=2, socket_timeout=2)
+        try:
+            while not self._stopped.wait(self._interval_s):
+                if jobs := self.jobs():
+                    try:
+                        with client.pipeline(transaction=False) as pipe:
+                            self._queue.renew(pipe, jobs)
+                            pipe.execute()
+                    except (RedisError, OSError) as exc:  # Redis away: the loop says so; try again
+                        log.debug("could not renew %d leases: %s", len(jobs), exc)
+        finally:
+            client.close()
+
+
+def release_leases(redis_url: str, job_ids: list[str]) -> None:
+    """Delete the leases of jobs this process gives up, so another worker runs them at once (the
+    run counts as an attempt, as a crashed worker's does: the job may be what stopped it)."""
+    client = SyncRedis.from_url(redis_url, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        client.delete(*[lease_key(job_id) for job_id in job_ids])
+    except (RedisError, OSError) as exc:
+        log.warning("could not release %d leases (%s): they run again after the lease", len(job_ids), exc)
+    finally:
+        client.close()
+
+
+def exit_now(code: int) -> None:
+    """Leave the process at once, without waiting for threads or tasks that will not end (what
+    is written to the terminal and the log handlers is flushed first)."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

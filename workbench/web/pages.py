@@ -8,7 +8,6 @@ ask `url("<method name>", ...)` (urls.py).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from litestar.response import Redirect, Template
 
 from .. import keys
 from ..ids import now_ms
+from ..json_values import UnfitJson, check_value, parse_json
 from ..registry import Registry
 from ..runtime import Runtime
 from ..step_config import CronStep
@@ -238,31 +238,29 @@ class WorkbenchPages(Controller):
     async def state(self, request: Request[Any, Any, Any], group: Text = None) -> Template:
         runtime = runtime_of(request)
         groups = await runtime.state.groups()
-        parsed = {}
+        parsed: dict[str, dict[str, Any]] = {}
+        broken: dict[str, dict[str, str]] = {}  # group -> key -> why its stored value cannot be shown
         for name in groups:
             if group in (None, name):
                 values = await runtime.state.get_group(name)
-                parsed[name] = dict(sorted(values.items()))
-        return _page("state.html", request, "state", groups=groups, values=parsed, selected=group)
+                parsed[name], broken[name] = _showable(values)
+        return _page(
+            "state.html", request, "state", groups=groups, values=parsed, broken=broken, selected=group
+        )
 
-    @post("/state/{group:str}/{key:str}", status_code=200)
-    async def state_edit(
-        self, request: Request[Any, Any, Any], group: FromPath[str], key: FromPath[str]
-    ) -> Template:
+    # the group and the key travel in the form, never in the path: a key may hold `/`, `?` or `#`
+    @post("/state/set", status_code=200)
+    async def state_edit(self, request: Request[Any, Any, Any]) -> Template:
         form = await request.form()
-        raw = str(form.get("value", ""))
+        group, key, raw = str(form.get("group", "")), str(form.get("key", "")), str(form.get("value", ""))
+        if not group or not key:
+            raise HTTPException(status_code=400, detail="group, key: both are required")
         try:
-            value = json.loads(raw)
-        except ValueError as exc:
+            value = parse_json(raw, what="value")
+        except UnfitJson as exc:
             return Template(
                 template_name="partials/state_row.html",
-                context={
-                    "group": group,
-                    "key": key,
-                    "value": None,
-                    "raw": raw,
-                    "error": f"Not valid JSON: {exc}",
-                },
+                context={"group": group, "key": key, "value": None, "raw": raw, "error": str(exc)},
                 status_code=400,
             )
         await runtime_of(request).state.set(group, key, value)
@@ -270,10 +268,12 @@ class WorkbenchPages(Controller):
             template_name="partials/state_row.html", context={"group": group, "key": key, "value": value}
         )
 
-    @post("/state/{group:str}/{key:str}/delete", status_code=200)
-    async def state_delete(
-        self, request: Request[Any, Any, Any], group: FromPath[str], key: FromPath[str]
-    ) -> str:
+    @post("/state/delete", status_code=200)
+    async def state_delete(self, request: Request[Any, Any, Any]) -> str:
+        form = await request.form()
+        group, key = str(form.get("group", "")), str(form.get("key", ""))
+        if not group or not key:
+            raise HTTPException(status_code=400, detail="group, key: both are required")
         await runtime_of(request).state.delete(group, key)
         return ""
 
@@ -301,13 +301,9 @@ class WorkbenchPages(Controller):
                 status_code=400,
             )
         try:
-            data = json.loads(str(form.get("data") or "null"))
-        except ValueError as exc:
-            return Template(
-                template_name="partials/error.html",
-                context={"error": f"payload: not valid JSON ({exc})"},
-                status_code=400,
-            )
+            data = parse_json(str(form.get("data") or "null"), what="payload")
+        except UnfitJson as exc:
+            return Template(template_name="partials/error.html", context={"error": str(exc)}, status_code=400)
         trace_id, emitted = await runtime.emit_new_trace(topic, data)
         what = f"Emitted {topic} → {', '.join(emitted.subscribers) or 'no subscribers'}"
         return Template(template_name="partials/started.html", context={"trace_id": trace_id, "what": what})
@@ -376,3 +372,16 @@ def page_handlers(registry: Registry) -> list[Any]:
     if not any(s.path == "/" and s.method == "GET" for s in registry.api_steps()):
         handlers.append(root)
     return handlers
+
+
+def _showable(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """A group's values that can be shown, sorted by key, and the reasons of those that cannot (a
+    value stored before the doors refused it: it shows as an error in its row, never breaks the page)."""
+    shown: dict[str, Any] = {}
+    broken: dict[str, str] = {}
+    for key, value in sorted(values.items()):
+        try:
+            shown[key] = check_value(value)
+        except UnfitJson as exc:
+            broken[key] = str(exc)
+    return shown, broken

@@ -3,12 +3,13 @@ naming the parameter) and the JSON body of a request."""
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Literal
 
 from litestar import Request
 from litestar.exceptions import HTTPException
 from litestar.params import FromQuery, QueryParameter
+
+from ..json_values import UnfitJson, parse_json
 
 Text = Annotated[str | None, QueryParameter(max_length=200)]
 Cursor = Annotated[str | None, QueryParameter(max_length=200, pattern=r"^[0-9A-Za-z:\-]*$")]
@@ -19,11 +20,12 @@ Level = FromQuery[Literal["debug", "info", "warning", "error", "critical"] | Non
 
 
 async def json_body(request: Request[Any, Any, Any], *, empty: Any = None) -> Any:
-    """The request's body parsed as JSON (`empty` when there is none); 400 when it is not JSON."""
+    """The request's body parsed as JSON (`empty` when there is none); 400 when it is not JSON, or is
+    JSON that could not be stored and shown again (see `workbench.json_values`)."""
     raw = await request.body()
     if not raw.strip():
         return empty
     try:
-        return json.loads(raw)
-    except ValueError as exc:  # UnicodeDecodeError included
-        raise HTTPException(status_code=400, detail=f"Malformed JSON body: {exc}") from exc
+        return parse_json(raw)
+    except UnfitJson as exc:
+        raise HTTPException(status_code=400, detail=str(exc)) from exc

@@ -1,6 +1,6 @@
 """The Jinja environment of the workbench pages.
 
-Filters: `ms`, `clock`, `ago`, `datetime`, `pretty` (views.py formats). Globals every template may
+Filters: `ms`, `clock`, `ago`, `datetime`, `pretty`, `row_id` (views.py). Globals every template may
 use: `url(name, **params)` (a workbench URL from its route's name, see urls.py), `static(path)`
 (a file of `static/`) and `js_urls` (the URL templates workbench.js fills in).
 """
@@ -28,7 +28,7 @@ def environment(directory: Path, urls: Urls) -> Environment:
     )
     env.filters.update(
         ms=views.fmt_ms, clock=views.fmt_clock, ago=views.fmt_ago, datetime=views.fmt_datetime,
-        pretty=views.pretty_json,
+        pretty=views.pretty_json, row_id=views.row_id,
     )  # fmt: skip
     env.globals.update(
         url=urls,

@@ -5,6 +5,7 @@ Kept apart from the routes so that they can be tested without a server.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -58,6 +59,11 @@ def fmt_datetime(ms: int | None) -> str:
     if not ms:
         return ""
     return datetime.fromtimestamp(ms / 1000).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def row_id(parts: Any) -> str:
+    """An HTML id for a row named by any text (a state key may hold `/`, quotes or spaces): a digest."""
+    return hashlib.sha1("\x00".join(map(str, parts)).encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
 def pretty_json(value: Any) -> str:
@@ -172,6 +178,8 @@ class Edge:
     label_x: float = 0
     label_y: float = 0
     virtual: bool = False
+    label: str = ""  # what the edge says: the emit's label (Motia's `{"topic", "label"}`), else its topic
+    conditional: bool = False  # emitted on some runs only: drawn dashed
 
 
 @dataclass
@@ -202,7 +210,12 @@ def layout_flow(registry: Registry, flow: str) -> FlowGraph:
             targets = [d.name for d in steps if d.listens_to(topic)]
             if not targets:
                 dangling.append((src.name, topic))
-            edges.extend(Edge(src.name, t, topic, virtual=virtual) for t in targets)
+            label = src.emit_labels.get(topic, topic)
+            conditional = topic in src.conditional_emits
+            edges.extend(
+                Edge(src.name, t, topic, virtual=virtual, label=label, conditional=conditional)
+                for t in targets
+            )
     # layers by longest path, ignoring edges that close a cycle
     layer = {s.name: 0 for s in steps}
     order = _topological(steps, edges)

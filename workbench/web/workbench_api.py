@@ -12,6 +12,7 @@ from litestar.params import FromPath
 
 from ..ids import now_ms
 from ..job_queue import queue_stats
+from ..json_values import UnfitJson, check_value
 from ..step_config import CronStep
 from .params import Cursor, Level, Limit, Millis, Status, Text, json_body
 from .runtime_access import fresh, runtime_of
@@ -86,28 +87,33 @@ class WorkbenchApi(Controller):
 
     @get("/state")
     async def state(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
+        """Every group's values; a stored value that cannot be shown is left out and named in `errors`."""
         runtime = runtime_of(request)
-        groups = {}
+        groups: dict[str, dict[str, Any]] = {}
+        errors: dict[str, dict[str, str]] = {}
         for group in await runtime.state.groups():
-            groups[group] = await runtime.state.get_group(group)
-        return {"groups": groups}
+            groups[group] = {}
+            for key, value in (await runtime.state.get_group(group)).items():
+                try:
+                    groups[group][key] = check_value(value)
+                except UnfitJson as exc:
+                    errors.setdefault(group, {})[key] = str(exc)
+        return {"groups": groups, "errors": errors}
 
-    @post("/state/{group:str}/{key:str}", status_code=200)
-    async def state_set(
-        self, request: Request[Any, Any, Any], group: FromPath[str], key: FromPath[str]
-    ) -> dict[str, Any]:
+    # the group and the key travel in the body, never in the path: a key may hold `/`, `?` or `#`
+    @post("/state/set", status_code=200)
+    async def state_set(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
         body = await json_body(request, empty={})
-        if not isinstance(body, dict) or "value" not in body:
-            raise HTTPException(status_code=400, detail='value: the body must be {"value": <any JSON>}')
+        group, key = _group_and_key(body)
+        if "value" not in body:
+            raise HTTPException(status_code=400, detail='value: the body must be {"group", "key", "value"}')
         await runtime_of(request).state.set(group, key, body["value"])
         return {"group": group, "key": key, "value": body["value"]}
 
-    @post("/state/{group:str}/{key:str}/delete", status_code=200)
-    async def state_delete(
-        self, request: Request[Any, Any, Any], group: FromPath[str], key: FromPath[str]
-    ) -> dict[str, Any]:
-        deleted = await runtime_of(request).state.delete(group, key)
-        if not deleted:
+    @post("/state/delete", status_code=200)
+    async def state_delete(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
+        group, key = _group_and_key(await json_body(request, empty={}))
+        if not await runtime_of(request).state.delete(group, key):
             raise NotFoundException(f"no key {key!r} in group {group!r}")
         return {"deleted": True}
 
@@ -183,3 +189,12 @@ class WorkbenchApi(Controller):
     @get("/time")
     async def time(self) -> dict[str, int]:
         return {"now": now_ms()}
+
+
+def _group_and_key(body: Any) -> tuple[str, str]:
+    if not isinstance(body, dict):
+        raise HTTPException(status_code=400, detail='body: expected {"group": ..., "key": ...}')
+    for name in ("group", "key"):
+        if not isinstance(body.get(name), str) or not body[name]:
+            raise HTTPException(status_code=400, detail=f"{name}: required, a non-empty string")
+    return body["group"], body["key"]
