@@ -10,6 +10,8 @@ from redis import Redis
 from workbench import keys
 from workbench.testing import Harness
 
+from .conftest import Stack
+
 H = {"x-workbench": "1"}
 SURROGATE = '{"name": "\\ud800", "species": "dog", "ageMonths": 1}'  # JSON text with a lone surrogate
 DEEP = "[" * 10_000 + "]" * 10_000
@@ -80,10 +82,8 @@ def test_a_bad_value_stored_earlier_shows_as_an_error_not_a_500(
     page = workbench.client.get("/_workbench/state")
     assert page.status_code == 200
     assert (
-        "This stored value cannot be shown" in page.text
-        and "&#34;fine&#34;" in page.text
-        or '"fine"' in page.text
-    )
+        "This stored value cannot be shown" in page.text and "&#34;fine&#34;" in page.text
+    ) or '"fine"' in page.text
 
 
 KEYS = ["7/delete", "a?b=c", "x#y", "100%", "with space", "ünï/cödé", "..", "-"]
@@ -126,3 +126,52 @@ def test_the_api_delete_touches_only_its_own_key(workbench: Harness) -> None:
     assert missing.status_code == 404
     for body in ({"group": "pets"}, {"key": "7"}, {"group": "", "key": "7"}, ["pets", "7"]):
         assert workbench.client.post("/_workbench/api/state/delete", json=body, headers=H).status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("path", "cursor"),
+    [
+        ("/_workbench/api/traces", "abc:x"),
+        ("/_workbench/api/traces", "12"),
+        ("/_workbench/api/traces", "1:a:b"),
+        ("/_workbench/api/logs", "abc"),
+        ("/_workbench/api/logs", "1-x"),
+        ("/_workbench/traces", "abc:x"),
+        ("/_workbench/logs", "abc"),
+    ],
+)
+def test_a_bad_cursor_is_a_400_naming_it(workbench: Harness, path: str, cursor: str) -> None:
+    response = workbench.client.get(path, params={"cursor": cursor})
+    assert response.status_code == 400, response.text
+    assert "cursor" in response.text
+
+
+def test_the_cursors_the_lists_hand_out_are_taken_back(workbench: Harness) -> None:
+    for _ in range(3):
+        assert (
+            workbench.client.post("/pets", json={"name": "A", "species": "dog", "ageMonths": 1}).status_code
+            == 201
+        )
+    first = workbench.client.get("/_workbench/api/traces", params={"limit": 2}).json()
+    rest = workbench.client.get("/_workbench/api/traces", params={"limit": 2, "cursor": first["cursor"]})
+    assert rest.status_code == 200 and len(rest.json()["traces"]) == 1
+    logs = workbench.client.get("/_workbench/api/logs", params={"limit": 2}).json()
+    more = workbench.client.get("/_workbench/api/logs", params={"limit": 2, "cursor": logs["cursor"]})
+    assert more.status_code == 200 and len(more.json()["logs"]) == 1
+
+
+def test_bytes_that_are_not_utf8_on_the_streams_are_a_400(stack: Stack) -> None:
+    with stack.client() as client:
+        for path in ("/_workbench/api/stream", "/_workbench/stream"):
+            bad_id = client.get(path, headers={"last-event-id": b"\xff\xfe-1"})
+            assert bad_id.status_code == 400, (path, bad_id.text)
+            bad_query = client.get(path + "?types=%ff%fe")
+            assert bad_query.status_code == 400, (path, bad_query.text)
+
+
+@pytest.mark.parametrize("name", ["x%00.css", "%0a.js", "nope.css", "..%2fpyproject.toml"])
+def test_a_bad_or_missing_static_file_is_a_plain_404(workbench: Harness, name: str) -> None:
+    response = workbench.client.get(f"/_workbench/static/{name}")
+    assert response.status_code == 404
+    assert response.json() == {"status_code": 404, "detail": "Not Found"}  # no folder, no file name
+    assert workbench.client.get("/_workbench/static/workbench.css").status_code == 200

@@ -9,7 +9,9 @@ from typing import Any
 
 import anyio
 from litestar import Litestar, Request, Response
-from litestar.exceptions import HTTPException
+from litestar.connection import ASGIConnection
+from litestar.exceptions import HTTPException, NotFoundException
+from litestar.handlers import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.static_files import create_static_files_router
@@ -24,6 +26,7 @@ from .api_options import options_routes
 from .api_steps import build_route
 from .guard import guard_middleware
 from .stream import stream
+from .urls import STATIC
 from .workbench_api import WorkbenchApi
 
 log = logging.getLogger("workbench.web")
@@ -58,6 +61,17 @@ def client_error(request: Request[Any, Any, Any], exc: HTTPException) -> Respons
     return Response({"error": error, "fields": fields}, status_code=exc.status_code, headers=headers)
 
 
+def plain_file_names(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """A static file's name has no NUL or control characters (the OS refuses them: a 500 before)."""
+    if any(ord(c) < 32 for c in connection.url.path):
+        raise NotFoundException()
+
+
+def static_not_found(request: Request[Any, Any, Any], exc: NotFoundException) -> Response[Any]:
+    """A missing static file is a plain 404 that says nothing of where the files are."""
+    return Response({"status_code": 404, "detail": "Not Found"}, status_code=404)
+
+
 def create_app(settings: Settings, registry: Registry, runtime: Runtime | None = None) -> Litestar:
     runtime = runtime or Runtime(settings, registry)
     feed = FeedHub(runtime.redis)
@@ -84,7 +98,11 @@ def create_app(settings: Settings, registry: Registry, runtime: Runtime | None =
         route_handlers += [WorkbenchApi, stream, *page_handlers(registry)]
         route_handlers.append(
             create_static_files_router(
-                path="/_workbench/static", directories=[ui_dir("static")], include_in_schema=False
+                path=STATIC,
+                directories=[ui_dir("static")],
+                include_in_schema=False,
+                guards=[plain_file_names],
+                exception_handlers={NotFoundException: static_not_found},
             )
         )
         templates = template_config(ui_dir("templates"))

@@ -27,7 +27,7 @@ from ..tracing.filters import LEVELS
 from . import views
 from .forms import QuickForm, example_body, featured_step, json_schema, topic_example
 from .live_html import html_stream
-from .params import Cursor, Level, Status, Text
+from .params import Level, LogCursor, Status, Text, TraceCursor
 from .runtime_access import fresh, runtime_of
 from .serializers import cron_json, step_json
 from .urls import BASE, OPENAPI, STATIC, Urls
@@ -148,7 +148,7 @@ class WorkbenchPages(Controller):
         status: Status = None,
         step: Text = None,
         q: Text = None,
-        cursor: Cursor = None,
+        cursor: TraceCursor = None,
     ) -> Template:
         runtime = await fresh(request)
         rows, nxt = await runtime.store.list_traces(
@@ -197,7 +197,7 @@ class WorkbenchPages(Controller):
         step: Text = None,
         trace_id: Text = None,
         q: Text = None,
-        cursor: Cursor = None,
+        cursor: LogCursor = None,
     ) -> Template:
         runtime = await fresh(request)
         rows, nxt = await runtime.store.list_logs(

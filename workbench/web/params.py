@@ -12,7 +12,14 @@ from litestar.params import FromQuery, QueryParameter
 from ..json_values import UnfitJson, parse_json
 
 Text = Annotated[str | None, QueryParameter(max_length=200)]
-Cursor = Annotated[str | None, QueryParameter(max_length=200, pattern=r"^[0-9A-Za-z:\-]*$")]
+# the cursors the lists hand out: a trace list's is `start-ms:trace-id`; a log list's is a position
+# in the log stream (`ms-seq`), or an offset within one trace's lines; anything else is a 400
+TraceCursor = Annotated[
+    str | None, QueryParameter(max_length=100, pattern=r"^[0-9]{1,16}:[0-9A-Za-z]{1,64}$")
+]
+LogCursor = Annotated[
+    str | None, QueryParameter(max_length=100, pattern=r"^([0-9]{1,20}-[0-9]{1,20}|[0-9]{1,9})$")
+]
 Limit = Annotated[int, QueryParameter(ge=1, le=500)]
 Millis = Annotated[int | None, QueryParameter(ge=0)]
 Status = FromQuery[Literal["running", "completed", "failed"] | None]

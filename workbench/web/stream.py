@@ -32,8 +32,9 @@ async def bad_request(scope: Scope, receive: Receive, send: Send, message: str) 
 
 def parse_stream_query(scope: Scope) -> tuple[dict[str, str], str | None]:
     """The query (single values) and Last-Event-ID (header, or `lastEventId` in the query)."""
-    query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode()).items()}
-    headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
+    # bytes that are not UTF-8 become U+FFFD, which no parameter or stream id accepts: a 400, not a 500
+    query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode("utf-8", "replace")).items()}
+    headers = {k.decode("latin-1").lower(): v.decode("utf-8", "replace") for k, v in scope.get("headers", [])}
     return query, headers.get("last-event-id") or query.get("lastEventId")
 
 

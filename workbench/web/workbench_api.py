@@ -14,7 +14,7 @@ from ..ids import now_ms
 from ..job_queue import queue_stats
 from ..json_values import UnfitJson, check_value
 from ..step_config import CronStep
-from .params import Cursor, Level, Limit, Millis, Status, Text, json_body
+from .params import Level, Limit, LogCursor, Millis, Status, Text, TraceCursor, json_body
 from .runtime_access import fresh, runtime_of
 from .serializers import cron_json, step_json
 from .urls import API
@@ -53,10 +53,8 @@ class WorkbenchApi(Controller):
         since: Millis = None,
         until: Millis = None,
         limit: Limit = 50,
-        cursor: Cursor = None,
+        cursor: TraceCursor = None,
     ) -> dict[str, Any]:
-        if cursor and ":" not in cursor:
-            raise HTTPException(status_code=400, detail="cursor: not a cursor returned by this API")
         rows, nxt = await (await fresh(request)).store.list_traces(
             status=status, step=step, entry=entry, q=q, since=since, until=until, limit=limit, cursor=cursor
         )
@@ -78,7 +76,7 @@ class WorkbenchApi(Controller):
         level: Level = None,
         q: Text = None,
         limit: Limit = 100,
-        cursor: Cursor = None,
+        cursor: LogCursor = None,
     ) -> dict[str, Any]:
         rows, nxt = await (await fresh(request)).store.list_logs(
             trace_id=trace_id, step=step, level=level, q=q, limit=limit, cursor=cursor
