@@ -95,10 +95,16 @@ class State:
                 return new
 
     async def groups(self) -> list[str]:
-        """Groups that hold at least one key."""
-        names = sorted(await self.redis.smembers(keys.STATE_GROUPS))
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.exists(keys.STATE + name)
-            present = await pipe.execute()
-        return [name for name, there in zip(names, present, strict=True) if there]
+        """Groups that hold at least one key: the group list, healed from the keys themselves.
+
+        The list is written once per process (a write stays one command), so a Redis that lost it
+        (a restore, an eviction, a hand-deleted key) would hide groups that hold data: the groups
+        are found again from the `wb:state:*` hashes (one SCAN, on the State page only) and put
+        back in the list."""
+        listed = set(await self.redis.smembers(keys.STATE_GROUPS))
+        found: set[str] = set()
+        async for name in self.redis.scan_iter(match=keys.STATE + "*", count=1000, _type="HASH"):
+            found.add(name.removeprefix(keys.STATE))
+        if found - listed:
+            await self.redis.sadd(keys.STATE_GROUPS, *sorted(found - listed))
+        return sorted(found)
