@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -89,10 +90,15 @@ def cmd_start(args: argparse.Namespace) -> int:
                   file=sys.stderr)  # fmt: skip
             return 2
         settings = replace(settings, workbench_enabled=enabled)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, args.log_format)
     registry = _load(settings)
     app = create_app(settings, registry)
-    uvicorn.Server(server_config(app, host=args.host, port=args.port, settings=settings)).run()
+    config = server_config(app, host=args.host, port=args.port, settings=settings)
+    if args.log_format == "json":  # uvicorn's own lines too (its config gave them handlers of its own)
+        for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+            logging.getLogger(name).handlers.clear()
+            logging.getLogger(name).propagate = True
+    uvicorn.Server(config).run()
     return 0
 
 
@@ -104,13 +110,57 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.concurrency:
         overrides["concurrency"] = args.concurrency
     settings = _settings(args, **overrides)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, args.log_format)
     registry = _load(settings)
+    beat = _LoopBeat()
+    if args.metrics_port is not None:
+        from .metrics import Metrics, serve_worker_metrics
+        from .tracing.recorder import Recorder
+
+        metrics = Metrics()
+        Recorder.process_observers.append(metrics.observe)  # the runtime run_worker builds counts here
+        try:
+            serve_worker_metrics(metrics, settings.redis_url, port=args.metrics_port, host=args.metrics_host,
+                                 token=settings.workbench_token, alive=beat.alive)  # fmt: skip
+        except OSError as exc:
+            print(f"error: --metrics-port {args.metrics_port}: {exc}", file=sys.stderr)
+            return 2
+
+    async def run() -> None:
+        beat.start(asyncio.get_running_loop())
+        try:
+            await run_worker(settings, registry, burst=args.burst)
+        finally:
+            beat.stopping = True
+
     try:
-        asyncio.run(run_worker(settings, registry, burst=args.burst))
+        asyncio.run(run())
     except (KeyboardInterrupt, asyncio.CancelledError):  # stopped by a signal: a normal end
         pass
     return 0
+
+
+class _LoopBeat:
+    """The worker's liveness as its metrics port's `/healthz` tells it: the event loop ran within
+    `STALL_S` (a handler blocking the loop longer makes it fail), and the worker is not stopping."""
+
+    STALL_S = 30.0
+
+    def __init__(self) -> None:
+        self._clock = time.monotonic
+        self.last = self._clock()
+        self.stopping = False
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        def tick() -> None:
+            self.last = self._clock()
+            if not self.stopping:
+                loop.call_later(1.0, tick)
+
+        tick()
+
+    def alive(self) -> bool:
+        return not self.stopping and self._clock() - self.last < self.STALL_S
 
 
 def cmd_emit(args: argparse.Namespace) -> int:
@@ -203,6 +253,12 @@ def parser() -> argparse.ArgumentParser:
     def common(cmd: argparse.ArgumentParser) -> None:
         cmd.add_argument("--steps", help="folder of *_step.py files (default: ./steps, else ./src)")
 
+    def log_format(cmd: argparse.ArgumentParser) -> None:
+        cmd.add_argument(
+            "--log-format", choices=("text", "json"), default="text",
+            help="text: coloured lines (default); json: one JSON object a line, for log collectors",
+        )  # fmt: skip
+
     dev = sub.add_parser("dev", help="web + worker + Redis in one command, reloading on changes")
     common(dev)
     dev.add_argument("--port", type=int, default=3000)
@@ -224,6 +280,7 @@ def parser() -> argparse.ArgumentParser:
     start.add_argument("--port", type=int, default=3000)
     start.add_argument("--host", default="127.0.0.1")
     start.add_argument("--redis", help="Redis URL (default: $REDIS_URL)")
+    log_format(start)
     start.set_defaults(fn=cmd_start)
 
     worker = sub.add_parser("worker", help="a worker process only")
@@ -231,6 +288,12 @@ def parser() -> argparse.ArgumentParser:
     worker.add_argument("--concurrency", type=int, help="jobs run at once (default 20)")
     worker.add_argument("--redis", help="Redis URL (default: $REDIS_URL)")
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    worker.add_argument(
+        "--metrics-port", type=int, metavar="N",
+        help="serve Prometheus metrics at /metrics and liveness at /healthz on this port",
+    )  # fmt: skip
+    worker.add_argument("--metrics-host", default="127.0.0.1", help="the address of --metrics-port")
+    log_format(worker)
     worker.set_defaults(fn=cmd_worker)
 
     emit = sub.add_parser("emit", help="emit an event as a new trace; prints the trace id")

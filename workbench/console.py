@@ -1,13 +1,17 @@
 """The terminal side of logging: every log line of a process to stdout, one line each, coloured by
-level when the terminal allows it, with the step and trace it ran in. (What spans keep is
-`tracing.recorder`'s `SpanLogHandler`; `configure_logging` installs both.)"""
+level when the terminal allows it, with the step and trace it ran in; or, for machines (`start` and
+`worker` with `--log-format json`), one JSON object a line. (What spans keep is `tracing.recorder`'s
+`SpanLogHandler`; `configure_logging` installs both.)"""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
 import time
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 from .tracing.recorder import SpanLogHandler, current_scope, install_span_capture, record_fields
 
@@ -44,15 +48,54 @@ class ConsoleFormatter(logging.Formatter):
         return text
 
 
-def configure_logging(level: int) -> None:
-    """Console output for every log line, plus capture into spans."""
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: `time` (ISO 8601, UTC, ms), `level`, `logger`, `message`, `trace_id`,
+    `span_id` and `step` of the span it was logged in (null outside one), `fields` (the structured
+    fields of the line), and `exception` (its traceback) when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        scope = current_scope.get()
+        stamp = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+        line: dict[str, Any] = {
+            "time": stamp.replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+            "trace_id": scope.span.trace_id if scope else None,
+            "span_id": scope.span.id if scope else None,
+            "step": scope.span.step if scope else None,
+            "fields": record_fields(record),
+        }
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        # values JSON has no type for are written as their text; a line never fails to format
+        return json.dumps(line, default=_as_text, ensure_ascii=False)
+
+
+def _as_text(value: object) -> str:
+    try:
+        return str(value)
+    except Exception:
+        return repr(value)
+
+
+LogFormat = Literal["text", "json"]
+LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
+
+
+def configure_logging(level: int, log_format: LogFormat = "text") -> None:
+    """Console output for every log line (coloured text, or JSON lines), plus capture into spans."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         if isinstance(handler, (SpanLogHandler,)) or getattr(handler, "_workbench", False):
             root.removeHandler(handler)
     console = logging.StreamHandler(sys.stdout)
     console.setLevel(level)
-    console.setFormatter(ConsoleFormatter(color=sys.stdout.isatty() or bool(os.environ.get("FORCE_COLOR"))))
+    if log_format == "json":
+        console.setFormatter(JsonFormatter())
+    else:
+        color = sys.stdout.isatty() or bool(os.environ.get("FORCE_COLOR"))
+        console.setFormatter(ConsoleFormatter(color=color))
     console._workbench = True  # type: ignore[attr-defined]
     root.addHandler(console)
     install_span_capture(level)

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
@@ -28,6 +29,8 @@ from .records import Event, Span, cap_payload
 from .store import Record, TraceStore, adjust_record, event_record, span_record, trace_record
 
 log = logging.getLogger("workbench.recorder")
+
+SpanObserver = Callable[[Span], None]
 
 
 class Recorder:
@@ -46,6 +49,20 @@ class Recorder:
         self._inflight: dict[str, asyncio.Future[None]] = {}  # trace id -> the write carrying its records
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # called with each span record that reaches a finished status (metrics subscribe here);
+        # called in the recording task, so an observer must be quick and must not block
+        self.on_span_end: list[SpanObserver] = list(Recorder.process_observers)
+
+    # observers every Recorder made from now on starts with: a worker process subscribes its
+    # metrics here before `run_worker` builds its runtime
+    process_observers: ClassVar[list[SpanObserver]] = []
+
+    def _span_ended(self, span: Span) -> None:
+        for observe in self.on_span_end:
+            try:
+                observe(span)
+            except Exception:  # an observer never breaks the run it watches
+                log.exception("a span observer failed")
 
     @property
     def redis(self) -> Redis:
@@ -185,6 +202,8 @@ class Recorder:
             self._add(trace_record(trace_id, start=start, entry=entry, kind=kind, label=label, open_=open_))
 
     def span(self, span: Span, *, open_delta: int = 0, failed_delta: int = 0, error_delta: int = 0) -> None:
+        if self.on_span_end and span.status != "running":
+            self._span_ended(span)
         if not self.enabled:
             return
         record = span_record(
@@ -214,8 +233,34 @@ class Recorder:
             self._add(adjust_record(trace_id, open_delta=open_delta, failed_delta=failed_delta))
 
     def add_raw(self, record: Record) -> None:
+        if self.on_span_end and record[0] == "S":  # a span written as is (a run lost with its worker)
+            data = json.loads(record[3])
+            if data.get("status") != "running":
+                self._span_ended(_span_from_json(data))
         if self.enabled:
             self._add(record)
+
+
+def _span_from_json(data: dict[str, Any]) -> Span:
+    """A span from its JSON (`Span.to_json`'s shape), for observers of spans written as raw records."""
+    return Span(
+        id=data["id"],
+        trace_id=data["traceId"],
+        step=data["step"],
+        kind=data.get("kind") or "",
+        parent_id=data.get("parentId"),
+        attempt=int(data.get("attempt") or 1),
+        status=data.get("status") or "running",
+        enqueued_at=data.get("enqueuedAt"),
+        started_at=int(data.get("startedAt") or 0),
+        finished_at=data.get("finishedAt"),
+        topic=data.get("topic"),
+        job_id=data.get("jobId"),
+        http=data.get("http"),
+        error=data.get("error"),
+        will_retry=bool(data.get("willRetry")),
+        retry_at=data.get("retryAt"),
+    )
 
 
 @dataclass

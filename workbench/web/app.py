@@ -25,6 +25,8 @@ from ..ui_files import ui_dir
 from .api_options import options_routes
 from .api_steps import build_route
 from .guard import guard_middleware
+from .health import health_routes
+from .metrics_route import metrics_routes
 from .stream import stream
 from .urls import STATIC
 from .workbench_api import WorkbenchApi
@@ -91,6 +93,7 @@ def create_app(settings: Settings, registry: Registry, runtime: Runtime | None =
     api_steps = registry.api_steps()
     # the paths' OPTIONS first: Litestar then makes none of its own (see api_options)
     route_handlers: list[Any] = [*options_routes(api_steps), *(build_route(s, runtime) for s in api_steps)]
+    route_handlers += [*health_routes, *metrics_routes(runtime, feed)]  # /healthz, /readyz, /metrics
     if settings.workbench_enabled:
         from .pages import page_handlers
         from .templating import template_config

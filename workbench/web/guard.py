@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 from litestar.types import ASGIApp
 
 COOKIE = "wb_token"
-PROTECTED = ("/_workbench",)
+PROTECTED = ("/_workbench", "/metrics")  # /metrics: the web process's Prometheus metrics
 
 
 async def _reply(
