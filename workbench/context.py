@@ -7,7 +7,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .json_values import check_value
 from .state import State
 
 if TYPE_CHECKING:
@@ -136,7 +135,6 @@ class Context:
         await self._emit_checked(name, data)
 
     async def _emit_checked(self, topic: str, data: Any) -> None:
-        check_value(data, what=f"emit {topic!r}")  # what could not be stored and shown is refused here
         if topic not in self.step.emits:
             declared = ", ".join(self.step.emits) or "none"
             if not self.step.motia_rules:

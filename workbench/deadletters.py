@@ -1,23 +1,33 @@
 """Dead letters: background jobs that failed their last attempt, kept with everything needed to
-try them again (payload, error, attempts, trace id). Nothing is dropped silently."""
+try them again (payload, error, attempts, trace id). A store over Redis, like `State`: it knows
+nothing of the runtime; retrying one (starting a run) is the runtime's (`Runtime.retry_dead_letter`).
+
+Kept bounded: at most `max_count` letters (the oldest go first) and none older than `max_age_s`;
+what the bounds remove is logged, never silently lost from view.
+"""
 
 from __future__ import annotations
 
+import itertools
 import json
+import logging
 from typing import TYPE_CHECKING, Any
 
 from . import keys
 from .ids import new_id, now_ms
 
 if TYPE_CHECKING:
-    from .queue import JobInfo
-    from .runtime import Runtime
+    from .job_queue import JobInfo
+
+log = logging.getLogger("workbench.deadletters")
+_sequence = itertools.count()
 
 
 class DeadLetters:
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-        self.redis: Any = runtime.redis  # redis-py's types mix sync and async returns
+    def __init__(self, redis: Any, *, max_count: int = 10_000, max_age_s: int = 30 * 24 * 3600) -> None:
+        self.redis: Any = redis  # redis-py's types mix sync and async returns
+        self.max_count = max_count
+        self.max_age_s = max_age_s
 
     async def add(self, payload: dict[str, Any], info: JobInfo, attempts: int, error: dict[str, str]) -> str:
         letter_id = new_id()
@@ -35,9 +45,33 @@ class DeadLetters:
         }
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(keys.DEAD_LETTER + letter_id, json.dumps(record, default=str))
-            pipe.zadd(keys.DEAD, {letter_id: record["failedAt"]})
-            await pipe.execute()
+            # a fraction of a ms keeps letters of the same ms in the order they failed (in this process)
+            pipe.zadd(keys.DEAD, {letter_id: record["failedAt"] + next(_sequence) % 1000 / 1000})
+            pipe.zcard(keys.DEAD)
+            *_, count = await pipe.execute()
+        if count > self.max_count:
+            await self.trim()
         return letter_id
+
+    async def trim(self) -> int:
+        """Remove the letters beyond the count and age bounds (oldest first); returns how many."""
+        doomed: list[str] = list(
+            await self.redis.zrangebyscore(keys.DEAD, "-inf", f"({now_ms() - self.max_age_s * 1000}")
+        )
+        total = await self.redis.zcard(keys.DEAD)
+        if total - len(doomed) > self.max_count:
+            doomed += await self.redis.zrange(keys.DEAD, len(doomed), total - self.max_count - 1)
+        if doomed:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.delete(*[keys.DEAD_LETTER + i for i in doomed])
+                pipe.zrem(keys.DEAD, *doomed)
+                await pipe.execute()
+            log.warning(
+                "removed %d dead letters beyond the bounds (%d letters, %d days): "
+                "WORKBENCH_DEAD_LETTERS_MAX and WORKBENCH_DEAD_LETTERS_AGE set them",
+                len(doomed), self.max_count, self.max_age_s // 86_400,
+            )  # fmt: skip
+        return len(doomed)
 
     async def get(self, letter_id: str) -> dict[str, Any] | None:
         raw = await self.redis.get(keys.DEAD_LETTER + letter_id)
@@ -62,37 +96,26 @@ class DeadLetters:
     async def count(self) -> int:
         return int(await self.redis.zcard(keys.DEAD))
 
-    async def _remove(self, letter_id: str) -> bool:
+    async def take(self, letter_id: str) -> dict[str, Any] | None:
+        """Remove a letter and return it (None if it was not there, or another caller took it)."""
+        record = await self.get(letter_id)
+        if record is None:
+            return None
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(keys.DEAD_LETTER + letter_id)
             pipe.zrem(keys.DEAD, letter_id)
             deleted, _ = await pipe.execute()
-        return bool(deleted)
+        return record if deleted else None
 
-    async def retry(self, letter_id: str) -> str | None:
-        """Run the job again as a new attempt in the same trace; returns the new job id."""
-        record = await self.get(letter_id)
-        if record is None or not await self._remove(letter_id):
-            return None
-        step = self.runtime.registry.get(record["step"])
-        if step is None:
-            return None
-        self.runtime.recorder.adjust_trace(record["traceId"], failed_delta=-1)
-        _, job_id = await self.runtime.enqueue_step(
-            step,
-            record["data"],
-            trace_id=record["traceId"],
-            parent_id=record.get("parentId"),
-            topic=record.get("topic"),
-            attempt_base=int(record["attempts"]),
-        )
-        return job_id
+    async def put_back(self, record: dict[str, Any]) -> None:
+        """Keep a letter that was taken but could not be retried, as it was."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(keys.DEAD_LETTER + record["id"], json.dumps(record, default=str))
+            pipe.zadd(keys.DEAD, {record["id"]: record["failedAt"]})
+            await pipe.execute()
 
     async def discard(self, letter_id: str) -> bool:
-        return await self._remove(letter_id)
-
-    async def retry_all(self, *, step: str | None = None) -> int:
-        return sum([1 for r in await self.list(step=step, limit=10_000) if await self.retry(r["id"])])
+        return await self.take(letter_id) is not None
 
     async def discard_all(self, *, step: str | None = None) -> int:
         return sum([1 for r in await self.list(step=step, limit=10_000) if await self.discard(r["id"])])

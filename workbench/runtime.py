@@ -21,6 +21,7 @@ from .context import Context, MotiaState, StepLogger
 from .deadletters import DeadLetters
 from .handler_watch import Watched
 from .ids import new_id, now_ms
+from .json_values import check_value
 from .registry import Registry
 from .settings import Settings
 from .state import State
@@ -68,7 +69,9 @@ class Runtime:
         # (measured: a 2-10 ms window halved worker throughput, bench #2)
         self.recorder = Recorder(self.store, enabled=settings.tracing, payload_cap=settings.payload_cap)
         self.state = State(self.redis)
-        self.dead_letters = DeadLetters(self)
+        self.dead_letters = DeadLetters(
+            self.redis, max_count=settings.dead_letters_max, max_age_s=settings.dead_letters_age_s
+        )
         self._next_cron: dict[str, datetime] = {}
         self._last_beat = 0
         self._retention_task: asyncio.Task[None] | None = None
@@ -94,6 +97,7 @@ class Runtime:
             try:
                 if indexed := await self.store.index_failed_traces():
                     log.info("indexed %d failed traces stored by an earlier version", indexed)
+                await self.dead_letters.trim()
                 removed = await self.store.enforce_retention(
                     max_traces=self.settings.retention_traces, max_age_s=self.settings.retention_age_s
                 )
@@ -130,6 +134,7 @@ class Runtime:
 
     async def emit(self, topic: str, data: Any, *, scope: SpanScope) -> Emitted:
         """One job per subscriber, enqueued with the trace's bookkeeping in one round trip."""
+        check_value(data, what=f"emit {topic!r}")  # what could not be stored and shown is refused here
         subscribers = self.registry.subscribers_of(topic)
         job_ids = [job_queue.new_job_id() for _ in subscribers]
         scope.emit(topic, data, [s.name for s in subscribers])
@@ -162,11 +167,62 @@ class Runtime:
         )
         self.recorder.span(span)
         scope = self.scope(span)
-        emitted = await self.emit(topic, data, scope=scope)
+        try:
+            emitted = await self.emit(topic, data, scope=scope)
+        except BaseException as exc:  # every trace opened is closed: this one as failed
+            span.status, span.finished_at, span.error = "failed", now_ms(), error_info(exc)
+            self.recorder.span(span, open_delta=-1, failed_delta=1, error_delta=1)
+            raise
         span.status, span.finished_at = "completed", now_ms()
         self.recorder.span(span, open_delta=-1)
         await self.recorder.flush()
         return trace_id, emitted
+
+    async def retry_dead_letter(self, letter_id: str) -> str:
+        """Run a dead letter's job again, as the next attempt in its trace; returns the new job id.
+
+        Raises `LookupError` when there is no such letter, and `RetryRefused` when it cannot run
+        (its step is gone from the step files): then the letter is kept, as it was."""
+        record = await self.dead_letters.get(letter_id)
+        if record is None:
+            raise LookupError(f"no dead letter {letter_id}")
+        step = self.registry.get(str(record.get("step")))
+        if not isinstance(step, BackgroundStep):
+            raise RetryRefused(
+                f"dead letter {letter_id} cannot be retried: no background step named {record.get('step')!r} "
+                "in the step files now; it is kept (restore the step, or discard the letter)"
+            )
+        taken = await self.dead_letters.take(letter_id)
+        if taken is None:
+            raise LookupError(f"no dead letter {letter_id} (retried or discarded meanwhile)")
+        self.recorder.adjust_trace(taken["traceId"], failed_delta=-1)
+        try:
+            _, job_id = await self.enqueue_step(
+                step,
+                taken["data"],
+                trace_id=taken["traceId"],
+                parent_id=taken.get("parentId"),
+                topic=taken.get("topic"),
+                attempt_base=int(taken["attempts"]),
+            )
+        except BaseException:
+            self.recorder.adjust_trace(taken["traceId"], failed_delta=1)
+            await self.dead_letters.put_back(taken)  # nothing was queued: the letter stays
+            raise
+        return job_id
+
+    async def retry_dead_letters(self, *, step: str | None = None) -> tuple[int, list[str]]:
+        """Retry every dead letter (of one step): how many were retried, and why the others were kept."""
+        retried, kept = 0, []
+        for record in await self.dead_letters.list(step=step, limit=10_000):
+            try:
+                await self.retry_dead_letter(record["id"])
+                retried += 1
+            except RetryRefused as exc:
+                kept.append(str(exc))
+            except LookupError:
+                continue  # taken by someone else meanwhile
+        return retried, kept
 
     async def enqueue_step(
         self,
@@ -378,6 +434,10 @@ class Runtime:
 def _step_log(step: Step) -> logging.Logger:
     """The logger of a step's own lines (the console shows them under the step's name)."""
     return logging.getLogger(f"steps.{step.name}")
+
+
+class RetryRefused(Exception):
+    """A dead letter that cannot be retried; it is kept, and the message says why."""
 
 
 class _HandlerTimeout(Exception):

@@ -79,6 +79,8 @@ class Settings:
     feed_maxlen: int = 10_000  # live feed stream length (how far a reconnect can resume)
     logs_maxlen: int = 100_000  # log stream length
     payload_cap: int = 4096  # bytes of an emit payload kept in a trace
+    dead_letters_max: int = 10_000  # dead letters kept at most (the oldest go first) ...
+    dead_letters_age_s: int = 30 * 24 * 3600  # ... and none older than this
     # queue and worker
     poll_delay_s: float = 0.5  # fallback poll when no wake-up arrives
     concurrency: int = 20
@@ -108,6 +110,8 @@ class Settings:
             retention_age_s=_env_int("WORKBENCH_RETENTION_AGE", cls.retention_age_s),
             feed_maxlen=_env_int("WORKBENCH_FEED_MAXLEN", cls.feed_maxlen),
             logs_maxlen=_env_int("WORKBENCH_LOGS_MAXLEN", cls.logs_maxlen),
+            dead_letters_max=_env_int("WORKBENCH_DEAD_LETTERS_MAX", cls.dead_letters_max),
+            dead_letters_age_s=_env_int("WORKBENCH_DEAD_LETTERS_AGE", cls.dead_letters_age_s),
             poll_delay_s=_env_float("WORKBENCH_POLL_DELAY", cls.poll_delay_s),
             concurrency=_env_int("WORKBENCH_CONCURRENCY", cls.concurrency),
             lease_s=_env_float("WORKBENCH_LEASE", cls.lease_s),

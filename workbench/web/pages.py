@@ -21,7 +21,7 @@ from .. import keys
 from ..ids import now_ms
 from ..json_values import UnfitJson, check_value, parse_json
 from ..registry import Registry
-from ..runtime import Runtime
+from ..runtime import RetryRefused, Runtime
 from ..step_config import CronStep
 from ..tracing.filters import LEVELS
 from . import views
@@ -319,26 +319,30 @@ class WorkbenchPages(Controller):
     async def dead_letter_action(
         self, request: Request[Any, Any, Any], letter_id: FromPath[str], action: FromPath[str]
     ) -> str:
-        letters = runtime_of(request).dead_letters
+        runtime = runtime_of(request)
         if action == "retry":
-            ok = await letters.retry(letter_id) is not None
+            try:
+                await runtime.retry_dead_letter(letter_id)
+            except LookupError as exc:
+                raise NotFoundException(str(exc)) from exc
+            except RetryRefused as exc:  # kept: the row stays, with the reason
+                raise HTTPException(status_code=409, detail=str(exc)) from exc
         elif action == "discard":
-            ok = await letters.discard(letter_id)
+            if not await runtime.dead_letters.discard(letter_id):
+                raise NotFoundException(f"no dead letter {letter_id}")
         else:
             raise HTTPException(status_code=400, detail="action: retry or discard")
-        if not ok:
-            raise NotFoundException(f"no dead letter {letter_id}")
         return ""
 
     @post("/dead-letters-bulk/{action:str}", status_code=200)
     async def dead_letters_bulk(
         self, request: Request[Any, Any, Any], action: FromPath[str], step: Text = None
     ) -> Response[Any]:
-        letters = runtime_of(request).dead_letters
+        runtime = runtime_of(request)
         if action == "retry":
-            await letters.retry_all(step=step)
+            await runtime.retry_dead_letters(step=step)  # the ones that cannot run stay listed
         elif action == "discard":
-            await letters.discard_all(step=step)
+            await runtime.dead_letters.discard_all(step=step)
         else:
             raise HTTPException(status_code=400, detail="action: retry or discard")
         return Response("", headers={"HX-Refresh": "true"})

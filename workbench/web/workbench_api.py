@@ -13,6 +13,7 @@ from litestar.params import FromPath
 from ..ids import now_ms
 from ..job_queue import queue_stats
 from ..json_values import UnfitJson, check_value
+from ..runtime import RetryRefused
 from ..step_config import CronStep
 from .params import Level, Limit, LogCursor, Millis, Status, Text, TraceCursor, json_body
 from .runtime_access import fresh, runtime_of
@@ -159,9 +160,12 @@ class WorkbenchApi(Controller):
     async def dead_letter_retry(
         self, request: Request[Any, Any, Any], letter_id: FromPath[str]
     ) -> dict[str, Any]:
-        job_id = await runtime_of(request).dead_letters.retry(letter_id)
-        if job_id is None:
-            raise NotFoundException(f"no dead letter {letter_id}")
+        try:
+            job_id = await runtime_of(request).retry_dead_letter(letter_id)
+        except LookupError as exc:
+            raise NotFoundException(str(exc)) from exc
+        except RetryRefused as exc:
+            raise HTTPException(status_code=409, detail=str(exc)) from exc
         return {"jobId": job_id}
 
     @post("/dead-letters/{letter_id:str}/discard", status_code=200)
@@ -176,7 +180,8 @@ class WorkbenchApi(Controller):
     async def dead_letters_retry_all(
         self, request: Request[Any, Any, Any], step: Text = None
     ) -> dict[str, Any]:
-        return {"retried": await runtime_of(request).dead_letters.retry_all(step=step)}
+        retried, kept = await runtime_of(request).retry_dead_letters(step=step)
+        return {"retried": retried, "kept": kept}
 
     @post("/dead-letters/discard-all", status_code=200)
     async def dead_letters_discard_all(
