@@ -100,3 +100,30 @@ def test_a_manual_emit_that_fails_closes_its_trace(workbench: Harness) -> None:
     (trace,) = workbench.traces()
     assert trace.status == "failed"
     assert trace.spans[0].status == "failed" and trace.spans[0].error is not None
+
+
+LOUD = """
+config = {"type": "event", "name": "Loud", "subscribes": ["shout"]}
+
+
+async def handler(data, ctx):
+    for n in range(data["lines"]):
+        ctx.logger.info("line", n=n, blob="x" * data["blob"])
+"""
+
+
+def test_a_span_keeps_a_bounded_number_of_log_lines_and_bytes(lab: tuple[Path, str]) -> None:
+    steps, url = lab
+    write_step(steps, "loud", LOUD)
+    settings = replace(harness_settings(url, steps), span_log_cap=50, span_log_bytes=1 << 20, field_cap=100)
+    with Harness(settings, discover(steps)) as h:
+        trace_id = h.emit("shout", {"lines": 5000, "blob": 10})
+        h.drain()
+        logs = h.logs("Loud", trace_id=trace_id)
+        assert len(logs) == 51  # 50 kept, then one line saying the rest were not
+        assert logs[-1].level == "warning" and logs[-1].message.startswith("log cap reached")
+        assert h.trace(trace_id).status == "completed"
+        big = h.emit("shout", {"lines": 3, "blob": 20_000_000 // 1000})
+        h.drain()
+        fields = [log.fields["blob"] for log in h.logs("Loud", trace_id=big)]
+        assert len(fields) == 3 and all(len(f) <= 110 and f.endswith("…") for f in fields)

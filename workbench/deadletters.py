@@ -31,6 +31,7 @@ class DeadLetters:
 
     async def add(self, payload: dict[str, Any], info: JobInfo, attempts: int, error: dict[str, str]) -> str:
         letter_id = new_id()
+        failed_at = now_ms()
         record = {
             "id": letter_id,
             "jobId": info.job_id,
@@ -41,12 +42,12 @@ class DeadLetters:
             "parentId": payload.get("parentId"),
             "attempts": attempts,
             "error": error,
-            "failedAt": now_ms(),
+            "failedAt": failed_at,
         }
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(keys.DEAD_LETTER + letter_id, json.dumps(record, default=str))
             # a fraction of a ms keeps letters of the same ms in the order they failed (in this process)
-            pipe.zadd(keys.DEAD, {letter_id: record["failedAt"] + next(_sequence) % 1000 / 1000})
+            pipe.zadd(keys.DEAD, {letter_id: failed_at + next(_sequence) % 1000 / 1000})
             pipe.zcard(keys.DEAD)
             *_, count = await pipe.execute()
         if count > self.max_count:

@@ -67,7 +67,14 @@ class Runtime:
         )
         # no batch window: records gather by themselves while the previous write is in flight
         # (measured: a 2-10 ms window halved worker throughput, bench #2)
-        self.recorder = Recorder(self.store, enabled=settings.tracing, payload_cap=settings.payload_cap)
+        self.recorder = Recorder(
+            self.store,
+            enabled=settings.tracing,
+            payload_cap=settings.payload_cap,
+            span_log_cap=settings.span_log_cap,
+            span_log_bytes=settings.span_log_bytes,
+            field_cap=settings.field_cap,
+        )
         self.state = State(self.redis)
         self.dead_letters = DeadLetters(
             self.redis, max_count=settings.dead_letters_max, max_age_s=settings.dead_letters_age_s

@@ -79,6 +79,9 @@ class Settings:
     feed_maxlen: int = 10_000  # live feed stream length (how far a reconnect can resume)
     logs_maxlen: int = 100_000  # log stream length
     payload_cap: int = 4096  # bytes of an emit payload kept in a trace
+    span_log_cap: int = 1000  # log lines a span keeps ...
+    span_log_bytes: int = 1 << 20  # ... and bytes of them
+    field_cap: int = 8192  # bytes of one log field kept (longer ones are cut, marked)
     dead_letters_max: int = 10_000  # dead letters kept at most (the oldest go first) ...
     dead_letters_age_s: int = 30 * 24 * 3600  # ... and none older than this
     # queue and worker
@@ -111,6 +114,9 @@ class Settings:
             feed_maxlen=_env_int("WORKBENCH_FEED_MAXLEN", cls.feed_maxlen),
             logs_maxlen=_env_int("WORKBENCH_LOGS_MAXLEN", cls.logs_maxlen),
             dead_letters_max=_env_int("WORKBENCH_DEAD_LETTERS_MAX", cls.dead_letters_max),
+            span_log_cap=_env_int("WORKBENCH_SPAN_LOGS", cls.span_log_cap),
+            span_log_bytes=_env_int("WORKBENCH_SPAN_LOG_BYTES", cls.span_log_bytes),
+            field_cap=_env_int("WORKBENCH_FIELD_CAP", cls.field_cap),
             dead_letters_age_s=_env_int("WORKBENCH_DEAD_LETTERS_AGE", cls.dead_letters_age_s),
             poll_delay_s=_env_float("WORKBENCH_POLL_DELAY", cls.poll_delay_s),
             concurrency=_env_int("WORKBENCH_CONCURRENCY", cls.concurrency),

@@ -40,10 +40,24 @@ class Recorder:
     order they were made, while writes for different traces (concurrent requests) go in parallel.
     """
 
-    def __init__(self, store: TraceStore, *, enabled: bool = True, payload_cap: int = 4096) -> None:
+    def __init__(
+        self,
+        store: TraceStore,
+        *,
+        enabled: bool = True,
+        payload_cap: int = 4096,
+        span_log_cap: int = 1000,
+        span_log_bytes: int = 1 << 20,
+        field_cap: int = 8192,
+    ) -> None:
         self.store = store
         self.enabled = enabled
         self.payload_cap = payload_cap
+        # a span keeps at most `span_log_cap` log lines and `span_log_bytes` of them, each field at
+        # most `field_cap` bytes: one step logging in a loop cannot fill Redis (nor a trace page)
+        self.span_log_cap = span_log_cap
+        self.span_log_bytes = span_log_bytes
+        self.field_cap = field_cap
         self._pending: list[Record] = []
         self._span_at: dict[str, int] = {}  # span id -> index of its record in _pending (merged in place)
         self._inflight: dict[str, asyncio.Future[None]] = {}  # trace id -> the write carrying its records
@@ -272,6 +286,9 @@ class SpanScope:
     log_level: int = logging.INFO
     events: int = 0
     tags: dict[str, Any] = field(default_factory=dict)
+    logs: int = 0  # log lines kept in this span
+    log_bytes: int = 0  # and their size
+    logs_dropped: int = 0  # beyond the span's caps
 
     @property
     def trace_id(self) -> str:
@@ -293,9 +310,37 @@ class SpanScope:
     def log(self, level: int, message: str, fields: dict[str, Any]) -> None:
         if level < self.log_level:
             return
-        self.record(
-            "log", {"level": logging.getLevelName(level).lower(), "message": message, "fields": fields}
-        )
+        recorder = self.recorder
+        if self.logs_dropped:
+            self.logs_dropped += 1
+            return
+        cap = recorder.field_cap
+        message, cut = _cut(message, cap * 2)
+        kept: dict[str, Any] = {}
+        for name, value in fields.items():
+            value, value_cut = cap_payload(value, cap)
+            kept[name] = value
+            cut = cut or value_cut
+        size = len(message) + sum(len(str(v)) for v in kept.values())
+        if self.logs >= recorder.span_log_cap or self.log_bytes + size > recorder.span_log_bytes:
+            self.logs_dropped = 1
+            self.record("log", {
+                "level": "warning",
+                "message": f"log cap reached: later lines of this span are not kept ({self.logs} lines, "
+                           f"{self.log_bytes} bytes; WORKBENCH_SPAN_LOGS / WORKBENCH_SPAN_LOG_BYTES)",
+                "fields": {"capped": True},
+            })  # fmt: skip
+            return
+        self.logs += 1
+        self.log_bytes += size
+        data: dict[str, Any] = {
+            "level": logging.getLevelName(level).lower(),
+            "message": message,
+            "fields": kept,
+        }
+        if cut:
+            data["truncated"] = True  # a field or the message was cut at the cap (marked with …)
+        self.record("log", data)
 
     def emit(self, topic: str, payload: Any, subscribers: list[str]) -> None:
         kept, cut = cap_payload(payload, self.recorder.payload_cap)
@@ -303,6 +348,12 @@ class SpanScope:
 
     def state(self, op: str, group: str, key: str | None) -> None:
         self.record("state", {"op": op, "group": group, "key": key})
+
+
+def _cut(text: str, cap: int) -> tuple[str, bool]:
+    if len(text) <= cap:
+        return text, False
+    return text[:cap] + f"… ({len(text) - cap} more characters not kept)", True
 
 
 current_scope: contextvars.ContextVar[SpanScope | None] = contextvars.ContextVar(
