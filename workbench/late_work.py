@@ -55,8 +55,17 @@ def left_running(scope: SpanScope) -> set[asyncio.Task[Any]]:
     return {t for t in tasks if not t.done()}
 
 
-def keep(tasks: set[asyncio.Task[Any]], *, deadline_s: float, on_done: Callable[[], None], step: str) -> None:
-    """Let `tasks` finish (cancelled after `deadline_s`), then call `on_done` once."""
+def keep(
+    tasks: set[asyncio.Task[Any]], *, scope: SpanScope, deadline_s: float, on_done: Callable[[], None]
+) -> None:
+    """Let `tasks` finish (cancelled after `deadline_s`), then call `on_done` once. What happens to
+    them is said in the span they were started in, and in the terminal."""
+    step = scope.span.step
+
+    def say(level: int, message: str) -> None:
+        scope.log(level, message, {})
+        log.log(level, "%s: %s", step, message)
+
     loop = asyncio.get_running_loop()
     remaining = set(tasks)
     _late.update(tasks)
@@ -64,7 +73,7 @@ def keep(tasks: set[asyncio.Task[Any]], *, deadline_s: float, on_done: Callable[
     def cancel_late() -> None:
         for task in list(remaining):
             if not task.done():
-                log.warning("%s: a task it started was still running at its timeout; cancelled", step)
+                say(logging.WARNING, "a task the handler started was still running at its timeout; cancelled")
                 task.cancel()
 
     timer = loop.call_later(max(0.0, deadline_s), cancel_late)
@@ -72,10 +81,11 @@ def keep(tasks: set[asyncio.Task[Any]], *, deadline_s: float, on_done: Callable[
     def finished(task: asyncio.Task[Any]) -> None:
         _late.discard(task)
         remaining.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            exc = task.exception()
-            logging.getLogger(f"steps.{step}").error(
-                "A task started by the handler failed after it returned: %s: %s", type(exc).__name__, exc
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None:
+            say(
+                logging.ERROR,
+                f"a task the handler started failed after it returned: {type(exc).__name__}: {exc}",
             )
         if not remaining:
             timer.cancel()

@@ -16,7 +16,7 @@ from typing import Any, cast
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
-from . import job_queue, keys
+from . import job_queue, keys, late_work
 from .context import Context, MotiaState, StepLogger
 from .deadletters import DeadLetters
 from .handler_watch import Watched
@@ -86,6 +86,7 @@ class Runtime:
 
     async def start(self) -> None:
         install_span_capture(self.settings.log_level)
+        late_work.install(asyncio.get_running_loop())
         self.recorder.start()
         self._retention_task = asyncio.get_running_loop().create_task(self._retention_loop())
 
@@ -315,6 +316,7 @@ class Runtime:
         self.recorder.span(span)
         scope = self.scope(span)
         token = current_scope.set(scope)
+        late_work.watch(scope)  # tasks the handler starts and leaves running are kept (late_work.py)
         error: dict[str, str] | None = None
         retryable = True
         try:
@@ -369,10 +371,22 @@ class Runtime:
             span.status = "completed"
         finally:
             current_scope.reset(token)
+            left = late_work.left_running(scope)
         span.finished_at = now_ms()
         if error is None:
-            self.recorder.span(span, open_delta=-1)
+            if left:  # the trace stays open until they end (or the step's timeout cancels them)
+                self.recorder.span(span)
+                late_work.keep(
+                    left,
+                    scope=scope,
+                    deadline_s=step.timeout_s - (span.finished_at - span.started_at) / 1000,
+                    on_done=lambda: self.recorder.adjust_trace(trace_id, open_delta=-1),
+                )
+            else:
+                self.recorder.span(span, open_delta=-1)
             return None
+        for task in left:  # a failed attempt's left-over work would run again with its retry
+            task.cancel()
         span.error = error
         if retryable and attempt < limit:
             delay = policy.delay_s(attempt - base, random.random())

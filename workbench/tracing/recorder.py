@@ -296,6 +296,8 @@ class SpanScope:
 
     def record(self, kind: Literal["log", "emit", "state"], data: dict[str, Any]) -> None:
         self.events += 1
+        if self.span.finished_at is not None:  # from work the handler left running (late_work.py)
+            data = {**data, "afterEnd": True}
         self.recorder.event(
             Event(
                 kind=kind,
