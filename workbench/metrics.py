@@ -99,6 +99,7 @@ class Metrics:
             "Scrapes whose Redis reads failed (the Redis-read gauges then keep their last values)",
             registry=r,
         )
+        self._children: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
         _REDIS_ERRORS.add(self)
 
     # --- per run -------------------------------------------------------------------------------------
@@ -106,11 +107,20 @@ class Metrics:
     def observe(self, span: Span) -> None:
         """A span reached a finished status (`Recorder.on_span_end`)."""
         step = span.step
-        self.runs.labels(step, span.kind, span.status).inc()
+        key = (step, span.kind, span.status)
+        children = self._children.get(key)
+        if children is None:  # labelled series looked up once per (step, kind, outcome)
+            children = self._children[key] = (
+                self.runs.labels(*key),
+                self.duration.labels(step),
+                self.queue_wait.labels(step),
+            )
+        runs, duration, queue_wait = children
+        runs.inc()
         if span.finished_at is not None and span.started_at:
-            self.duration.labels(step).observe(max(0, span.finished_at - span.started_at) / 1000)
+            duration.observe(max(0, span.finished_at - span.started_at) / 1000)
         if span.enqueued_at is not None and span.started_at:
-            self.queue_wait.labels(step).observe(max(0, span.started_at - span.enqueued_at) / 1000)
+            queue_wait.observe(max(0, span.started_at - span.enqueued_at) / 1000)
         if span.status in FAILED and span.kind not in ("api", "emit"):
             if span.will_retry:
                 self.retries.labels(step).inc()
