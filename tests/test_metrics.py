@@ -127,9 +127,7 @@ def test_web_and_worker_metrics_match_the_workload(redis_url: str, tmp_path: Pat
         work = parse(answer.text)
         runs = by_name(work, "workbench_runs_total")
         assert runs == {
-            (("kind", k), ("outcome", o), ("step", s)): float(n)
-            for (s, k, o), n in ran.items()
-            if k != "api"
+            (("kind", k), ("outcome", o), ("step", s)): float(n) for (s, k, o), n in ran.items() if k != "api"
         }
         for step, count in (("Fine", 3), ("Flaky", 6)):
             assert value(work, "workbench_run_duration_seconds_count", step=step) == count
