@@ -47,6 +47,16 @@ def connect(url: str) -> Redis:
 
 
 @dataclass
+class Outgoing:
+    """An emit on its way: the jobs it becomes, one per subscriber."""
+
+    topic: str
+    data: Any
+    subscribers: list[BackgroundStep]
+    job_ids: list[str]
+
+
+@dataclass
 class Emitted:
     topic: str
     subscribers: list[str]
@@ -141,31 +151,59 @@ class Runtime:
         return SpanScope(self.recorder, span, log_level=self.settings.log_level)
 
     async def emit(self, topic: str, data: Any, *, scope: SpanScope) -> Emitted:
-        """One job per subscriber, enqueued with the trace's bookkeeping in one round trip."""
+        """One job per subscriber. While a step runs, its emits wait in the run's outbox and leave
+        together when it succeeds (`send_outbox`); otherwise they leave at once, with the trace's
+        bookkeeping, in one round trip."""
         check_value(data, what=f"emit {topic!r}")  # what could not be stored and shown is refused here
         subscribers = self.registry.subscribers_of(topic)
-        job_ids = [job_queue.new_job_id() for _ in subscribers]
+        outgoing = Outgoing(topic, data, subscribers, [job_queue.new_job_id() for _ in subscribers])
         scope.emit(topic, data, [s.name for s in subscribers])
-        if subscribers:  # written in the same round trip as the jobs, just before them
-            self.recorder.add_raw(adjust_record(scope.trace_id, open_delta=len(subscribers)))
+        if scope.outbox is not None:
+            scope.outbox.append(outgoing)
+        else:
+            await self._send(scope, [outgoing])
+        return Emitted(topic, [s.name for s in subscribers], outgoing.job_ids)
+
+    async def send_outbox(self, scope: SpanScope) -> None:
+        """The run succeeded: its emits leave now, in one round trip with every record of the trace
+        queued so far (the span's end among them). Later emits (from work it left running) leave at once."""
+        outgoing, scope.outbox = scope.outbox or [], None
+        if outgoing:
+            await self._send(scope, outgoing)
+
+    def drop_outbox(self, scope: SpanScope) -> None:
+        """The run failed: its emits are not delivered (a retry sends its own, once)."""
+        outgoing, scope.outbox = scope.outbox or [], None
+        if outgoing:
+            scope.log(
+                logging.WARNING,
+                f"{len(outgoing)} emits of this failed run were not sent: "
+                + ", ".join(o.topic for o in outgoing),
+                {"notSent": [o.topic for o in outgoing]},
+            )
+
+    async def _send(self, scope: SpanScope, outgoing: list[Outgoing]) -> None:
+        jobs = sum(len(o.subscribers) for o in outgoing)
+        if jobs:  # written in the same round trip as the jobs, just before them
+            self.recorder.add_raw(adjust_record(scope.trace_id, open_delta=jobs))
 
         def build(pipe: Pipeline) -> None:
-            for step, job_id in zip(subscribers, job_ids, strict=True):
-                payload = {
-                    "step": step.name,
-                    "data": data,
-                    "traceId": scope.trace_id,
-                    "parentId": scope.span.id,
-                    "topic": topic,
-                }
-                delay_ms = int(step.first_run_delay_s * 1000)
-                run_at = now_ms() + delay_ms if delay_ms else None  # Motia's queue.delaySeconds
-                job_queue.add_job(pipe, payload, job_id=job_id, run_at_ms=run_at)
-            if subscribers:
-                job_queue.add_wake(pipe, job_ids)
+            for o in outgoing:
+                for step, job_id in zip(o.subscribers, o.job_ids, strict=True):
+                    payload = {
+                        "step": step.name,
+                        "data": o.data,
+                        "traceId": scope.trace_id,
+                        "parentId": scope.span.id,
+                        "topic": o.topic,
+                    }
+                    delay_ms = int(step.first_run_delay_s * 1000)
+                    run_at = now_ms() + delay_ms if delay_ms else None  # Motia's queue.delaySeconds
+                    job_queue.add_job(pipe, payload, job_id=job_id, run_at_ms=run_at)
+            if jobs:
+                job_queue.add_wake(pipe, [job_id for o in outgoing for job_id in o.job_ids])
 
         await self.recorder.run_with_records(scope.trace_id, build)
-        return Emitted(topic, [s.name for s in subscribers], job_ids)
 
     async def emit_new_trace(self, topic: str, data: Any, *, source: str = "emit") -> tuple[str, Emitted]:
         """A manual emit (CLI, workbench): a trace of its own, with a span holding the emit."""
@@ -317,6 +355,7 @@ class Runtime:
         scope = self.scope(span)
         token = current_scope.set(scope)
         late_work.watch(scope)  # tasks the handler starts and leaves running are kept (late_work.py)
+        scope.outbox = []  # its emits leave when it succeeds
         error: dict[str, str] | None = None
         retryable = True
         try:
@@ -384,7 +423,9 @@ class Runtime:
                 )
             else:
                 self.recorder.span(span, open_delta=-1)
+            await self.send_outbox(scope)  # with the span's end, in one round trip
             return None
+        self.drop_outbox(scope)
         for task in left:  # a failed attempt's left-over work would run again with its retry
             task.cancel()
         span.error = error

@@ -289,6 +289,8 @@ class SpanScope:
     logs: int = 0  # log lines kept in this span
     log_bytes: int = 0  # and their size
     logs_dropped: int = 0  # beyond the span's caps
+    # while the step runs, its emits wait here and leave together when it succeeds (None: at once)
+    outbox: list[Any] | None = None
 
     @property
     def trace_id(self) -> str:

@@ -138,21 +138,26 @@ def build_route(step: ApiStep, runtime: Runtime) -> HTTPRouteHandler:
         recorder.span(span, open_delta=-1, failed_delta=failed, error_delta=failed)
 
     async def call(span: Span, api_request: ApiRequest) -> Response[Any]:
-        """Run the handler inside the span; the span ends however the handler does."""
+        """Run the handler inside the span; the span ends however the handler does. Its emits leave
+        only when it succeeds (a non-5xx answer), together with the span's end, in one round trip."""
         scope = runtime.scope(span)
+        scope.outbox = []
         token = current_scope.set(scope)
         try:
             result = as_response(await invoke(step, api_request, runtime.context(step, scope)))
             check_value(result.body, what="response body")
             content, media_type = _encode(result.body)
         except RedisError as exc:
+            runtime.drop_outbox(scope)
             finish(span, 503, exc)  # answered 503 by the app's RedisError handler
             raise
         except HTTPException as exc:  # a handler may raise Litestar's own HTTP errors
+            runtime.drop_outbox(scope)
             finish(span, exc.status_code)
             raise
         except Exception as exc:
             logging.getLogger(f"steps.{step.name}").exception("Unhandled error in %s", step.name)
+            runtime.drop_outbox(scope)
             finish(span, 500, exc)
             return Response(
                 {"error": "Internal server error", "step": step.name, "traceId": span.trace_id},
@@ -161,7 +166,16 @@ def build_route(step: ApiStep, runtime: Runtime) -> HTTPRouteHandler:
             )
         finally:
             current_scope.reset(token)
+        if result.status >= 500:
+            runtime.drop_outbox(scope)
         finish(span, result.status)
+        try:
+            await runtime.send_outbox(scope)
+        except RedisError as exc:  # its emits could not leave: the client gets the 503 the span says
+            span.status, span.error = "failed", error_info(exc)
+            span.http = {**(span.http or {}), "status": 503}
+            recorder.span(span, failed_delta=1, error_delta=1)
+            raise
         return Response(
             content=content,
             status_code=result.status,
