@@ -109,6 +109,10 @@ class Step:
     def triggers(self) -> list[str]:
         return list(self.virtual_subscribes)
 
+    def short_trigger(self) -> str:
+        """The trigger in a few words, for a flow node's subtitle."""
+        return self.trigger_label()
+
     def subscriptions(self) -> tuple[str, ...]:
         """Topics whose events become runs of this step."""
         return ()
@@ -272,6 +276,9 @@ class EventStep(BackgroundStep):
 
     def trigger_label(self) -> str:
         return ", ".join(self.subscribes)
+
+    def short_trigger(self) -> str:
+        return self.subscribes[0] if len(self.subscribes) == 1 else f"{len(self.subscribes)} topics"
 
     def triggers(self) -> list[str]:
         return list(self.subscribes)

@@ -223,7 +223,7 @@ def layout_flow(registry: Registry, flow: str) -> FlowGraph:
         for e in edges:
             if e.source == name and order.index(e.target) > order.index(name):
                 layer[e.target] = max(layer[e.target], layer[name] + 1)
-    nodes = {s.name: Node(s.name, s.kind, s.trigger_label(), layer=layer[s.name]) for s in steps}
+    nodes = {s.name: Node(s.name, s.kind, s.short_trigger(), layer=layer[s.name]) for s in steps}
     # placeholder slots for edges that skip layers
     chains: dict[int, list[str]] = {}
     for i, e in enumerate(edges):
