@@ -41,7 +41,7 @@ def job_keys(job_id: str) -> list[str]:
 def claim(r: Redis, ids: list[str], *, now: int = 1000, want: int = 10, lease_ms: int = 5000) -> list[Any]:
     names = ["t:queue"] + [k for job_id in ids for k in job_keys(job_id)]
     script = r.register_script(lua.load("claim"))
-    return list(script(keys=names, args=[now, lease_ms, want, 600, *ids]))
+    return list(script(keys=names, args=[now, lease_ms, want, 600, "me", *ids]))
 
 
 def test_claim_takes_due_free_candidates_in_order_with_their_data_and_run_numbers(r: Redis) -> None:
@@ -55,7 +55,7 @@ def test_claim_takes_due_free_candidates_in_order_with_their_data_and_run_number
     assert out[0] == 5  # every candidate looked at
     rows = [out[i : i + 5] for i in range(1, len(out), 5)]
     assert rows == [[3, b"100", b"A", 1, 0], [5, b"200", b"B", 3, 1]]
-    assert r.pttl("t:lease:a") > 4000 and r.get("t:lease:a") == b"1"
+    assert r.pttl("t:lease:a") > 4000 and r.get("t:lease:a") == b"me"  # the claiming worker's token
     assert r.get("t:tries:a") == b"1" and 0 < r.ttl("t:tries:a") <= 600
     assert not r.exists("t:lease:late") and not r.exists("t:lease:gone")  # not due / not queued
     assert r.zcard("t:queue") == 4  # a claimed job stays queued until it ends
@@ -79,7 +79,21 @@ def test_claim_returns_nil_data_for_an_expired_job_and_claims_it_so_it_can_be_re
 def test_claim_refuses_keys_that_do_not_match_its_candidates(r: Redis) -> None:
     script = r.register_script(lua.load("claim"))
     with pytest.raises(ResponseError, match="four keys per candidate"):
-        script(keys=["t:queue", "t:lease:a"], args=[1000, 5000, 1, 600, "a"])
+        script(keys=["t:queue", "t:lease:a"], args=[1000, 5000, 1, 600, "me", "a"])
+
+
+# --- renew --------------------------------------------------------------------------------------------
+
+
+def test_renew_extends_only_the_leases_holding_the_workers_token(r: Redis) -> None:
+    r.set("t:lease:mine", b"me", px=100)
+    r.set("t:lease:theirs", b"them", px=100)
+    renew = r.register_script(lua.load("renew"))
+    assert renew(keys=["t:lease:mine", "t:lease:theirs", "t:lease:gone"], args=["me", 5000]) == 1
+    assert r.pttl("t:lease:mine") > 4000
+    assert r.pttl("t:lease:theirs") <= 100  # another worker's lease is left to run out
+    assert not r.exists("t:lease:gone")  # a job that ended is not brought back
+    only_keys(r)
 
 
 # --- compare_and_set ------------------------------------------------------------------------------

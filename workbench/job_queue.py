@@ -158,10 +158,11 @@ MAX_SPARE = 64  # candidates passed beyond the jobs wanted, at most (others may 
 class JobQueue:
     """The worker's side of the queue, over one Redis client (bytes responses)."""
 
-    def __init__(self, redis: Redis, *, lease_s: float, read_limit: int) -> None:
+    def __init__(self, redis: Redis, *, lease_s: float, read_limit: int, token: str | None = None) -> None:
         self.redis = redis
         self.lease_ms = int(lease_s * 1000)
         self.read_limit = read_limit
+        self.token = token or f"{worker_name()}:{uuid4().hex[:8]}"  # the value of this worker's leases
         self._claim = redis.register_script(lua.load("claim"))
         # due job ids read from the queue (in its order) or named by a wake-up, not tried yet:
         # a claim passes its candidates' keys in KEYS, so ids are known before the script runs
@@ -182,12 +183,22 @@ class JobQueue:
         ids = await self.redis.zrangebyscore(QUEUE, "-inf", now_ms(), start=0, num=self.read_limit)
         self.hint([i for i in (raw.decode() for raw in ids) if i not in running])
 
-    async def claim(self, wanted: int, running: Container[str] = ()) -> list[tuple[JobInfo, bytes | None]]:
+    async def claim(
+        self,
+        wanted: int,
+        running: Container[str] = (),
+        *,
+        holding: Callable[[list[str]], None] | None = None,
+        not_held: Callable[[list[str]], None] | None = None,
+    ) -> list[tuple[JobInfo, bytes | None]]:
         """Claim up to `wanted` due jobs (not those in `running`, this worker's own): each with its
         run's info and its stored bytes (None when the job's data expired before it could run).
 
         Usually one round trip: the candidates come from the last read of the queue or from
-        wake-ups; the queue is read again (in its order) when they run short."""
+        wake-ups; the queue is read again (in its order) when they run short. `holding` is told
+        each batch of candidates before it is sent (the lease keeper renews them from then on: an
+        answer may wait a long time for an event loop a handler blocks) and `not_held` those the
+        claim did not get."""
         claimed: list[tuple[JobInfo, bytes | None]] = []
         read = False
         while len(claimed) < wanted:
@@ -201,14 +212,26 @@ class JobQueue:
             names = [QUEUE]
             for job_id in batch:
                 names += (lease_key(job_id), tries_key(job_id), job_key(job_id), interrupts_key(job_id))
-            flat = await self._claim(keys=names, args=[now_ms(), self.lease_ms, want, TRIES_TTL_S, *batch])
+            if holding is not None:
+                holding(batch)
+            args: list[str | int] = [now_ms(), self.lease_ms, want, TRIES_TTL_S, self.token, *batch]
+            try:
+                flat = await self._claim(keys=names, args=args)
+            except BaseException:
+                if not_held is not None:
+                    not_held(batch)  # (a claim that did reach Redis leaves leases that run out)
+                raise
             looked = int(flat[0])
             for _ in range(looked):  # the candidates looked at are used up, claimed or not
                 self._known.discard(self._candidates.popleft())
+            got = set()
             for i in range(1, len(flat), _CLAIMED_FIELDS):
                 number, score, raw, run, interrupted = flat[i : i + _CLAIMED_FIELDS]
                 info = JobInfo(batch[int(number) - 1], int(run), int(float(score)), int(interrupted))
                 claimed.append((info, raw))
+                got.add(info.job_id)
+            if not_held is not None and len(got) < len(batch):
+                not_held([job_id for job_id in batch if job_id not in got])
             missed = looked - (len(flat) - 1) // _CLAIMED_FIELDS
             if missed:
                 self._spare = min(MAX_SPARE, max(2, self._spare * 2))
@@ -237,10 +260,10 @@ class JobQueue:
         pipe.expire(interrupts_key(job_id), INTERRUPTS_TTL_S)
         pipe.delete(lease_key(job_id))
 
-    def renew(self, pipe: Any, job_ids: Sequence[str]) -> None:
-        """Extend the leases of running jobs (`pipe`: an async or a sync pipeline)."""
-        for job_id in job_ids:
-            pipe.pexpire(lease_key(job_id), self.lease_ms)
+    def renew_args(self, job_ids: Sequence[str]) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of the renew script for these jobs' leases (the lease keeper runs it
+        from its own thread, on a connection of its own)."""
+        return [lease_key(job_id) for job_id in job_ids], [self.token, self.lease_ms]
 
     async def next_deferred_ms(self) -> int | None:
         """When the next job not yet due falls due."""

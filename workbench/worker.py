@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
 from .handler_watch import cancel_detached
 from .registry import Registry
 from .runtime import Runtime
@@ -11,6 +14,22 @@ from .settings import Settings
 from .worker_loop import exit_now, make_worker
 
 log = logging.getLogger("workbench.worker")
+
+
+async def open_connections(redis: Redis, n: int) -> None:
+    """Open `n` of the runtime's Redis connections up front (one per job slot, and a couple for
+    the recorder). A connection opened while another job's handler blocks the event loop would
+    time out, its connect timeout running on loop time, and fail an innocent job's attempt."""
+    pool = redis.connection_pool
+    opened = []
+    try:
+        for _ in range(n):
+            opened.append(await pool.get_connection())
+    except (RedisError, OSError) as exc:  # Redis away at start: the worker loop's back-off copes
+        log.debug("could not open Redis connections ahead (%s)", exc)
+    finally:
+        for connection in opened:
+            await pool.release(connection)
 
 
 def max_timeout(registry: Registry) -> float:
@@ -24,6 +43,7 @@ async def run_worker(
     """Run until stopped (or, with `burst`, until the queue is empty). Returns the runtime used."""
     runtime = Runtime(settings, registry)
     await runtime.start()
+    await open_connections(runtime.redis, settings.concurrency + 2)
     worker = make_worker(
         settings.redis_url,
         run_job=runtime.run_job,

@@ -40,6 +40,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
+from . import lua
 from .ids import now_ms
 from .job_queue import WAKE_CHANNEL, JobInfo, JobQueue, JobRunner, lease_key, payload_of, woken_for
 
@@ -200,14 +201,17 @@ class WorkerLoop:
                 backoff = min(backoff * 2, 5.0)
 
     async def _claim(self, free: int) -> int:
-        claimed = await self._q.claim(free, self._running)
-        if claimed:
-            self._l.add(info.job_id for info, _ in claimed)
+        # the lease keeper renews the candidates' leases from before the claim is sent: its answer
+        # may wait in the socket while a handler blocks the loop, and the leases must not lapse
+        claimed = await self._q.claim(free, self._running, holding=self._l.add, not_held=self._not_held)
         for info, raw in claimed:
             task = asyncio.get_running_loop().create_task(self._run_claimed(info, raw))
             self._running[info.job_id] = task
             task.add_done_callback(functools.partial(self._job_done, info.job_id))
         return len(claimed)
+
+    def _not_held(self, job_ids: list[str]) -> None:
+        self._l.discard_all(job_id for job_id in job_ids if job_id not in self._running)
 
     def _job_done(self, job_id: str, task: asyncio.Task[None]) -> None:
         if self._running.get(job_id) is task:
@@ -409,6 +413,10 @@ class LeaseKeeper(threading.Thread):
         with self._lock:
             self._jobs.discard(job_id)
 
+    def discard_all(self, job_ids: Iterable[str]) -> None:
+        with self._lock:
+            self._jobs.difference_update(job_ids)
+
     def jobs(self) -> list[str]:
         with self._lock:
             return list(self._jobs)
@@ -419,13 +427,13 @@ class LeaseKeeper(threading.Thread):
 
     def run(self) -> None:
         client = SyncRedis.from_url(self._url, socket_connect_timeout=2, socket_timeout=2)
+        renew = client.register_script(lua.load("renew"))
         try:
             while not self._stopped.wait(self._interval_s):
                 if jobs := self.jobs():
+                    lease_keys, args = self._queue.renew_args(jobs)
                     try:
-                        with client.pipeline(transaction=False) as pipe:
-                            self._queue.renew(pipe, jobs)
-                            pipe.execute()
+                        renew(keys=lease_keys, args=args)
                     except (RedisError, OSError) as exc:  # Redis away: the loop says so; try again
                         log.debug("could not renew %d leases: %s", len(jobs), exc)
         finally:

@@ -6,14 +6,16 @@
 -- KEYS[1]: the queue (sorted set: job id -> due ms); then four keys per candidate i, from
 --   KEYS[4i - 2]: its lease, its run counter, its job data, its interrupted-runs counter
 -- ARGV[1]: now (ms)   ARGV[2]: lease (ms)   ARGV[3]: jobs wanted at most
--- ARGV[4]: run counter ttl (s)   ARGV[4 + i]: candidate i's job id
+-- ARGV[4]: run counter ttl (s)   ARGV[5]: the claiming worker's token (the value of its leases)
+-- ARGV[5 + i]: candidate i's job id
 --
 -- Returns: how many candidates were looked at (the first ones; the rest are for another call),
 -- then five items per claimed job: its candidate number, its due ms, its job data (nil once
 -- expired), its run number (1 for the first), its runs interrupted by a graceful shutdown.
 local queue = KEYS[1]
 local now, lease_ms, want, tries_ttl = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local candidates = #ARGV - 4
+local token = ARGV[5]
+local candidates = #ARGV - 5
 if #KEYS ~= 1 + 4 * candidates then
   return redis.error_reply('claim: KEYS must be the queue and four keys per candidate')
 end
@@ -22,9 +24,9 @@ for i = 1, candidates do
   if taken >= want then break end
   looked = i
   local lease, tries, job, interrupts = KEYS[4 * i - 2], KEYS[4 * i - 1], KEYS[4 * i], KEYS[4 * i + 1]
-  local score = redis.call('ZSCORE', queue, ARGV[4 + i])
+  local score = redis.call('ZSCORE', queue, ARGV[5 + i])
   if score and tonumber(score) <= now and redis.call('EXISTS', lease) == 0 then
-    redis.call('PSETEX', lease, lease_ms, '1')
+    redis.call('PSETEX', lease, lease_ms, token)
     local run = redis.call('INCR', tries)
     redis.call('EXPIRE', tries, tries_ttl)
     local interrupted = 0
