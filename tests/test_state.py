@@ -62,7 +62,9 @@ async def test_an_update_of_a_missing_key_creates_it_unless_someone_else_did(run
     assert seen == [None, {"by": "other"}]
 
 
-async def test_groups_are_found_again_after_redis_lost_the_group_list(runtime: Runtime, sync_redis: Any) -> None:
+async def test_groups_are_found_again_after_redis_lost_the_group_list(
+    runtime: Runtime, sync_redis: Any
+) -> None:
     await runtime.state.set("pets", "1", {"a": 1})
     await runtime.state.set("orders", "9", 9)
     sync_redis.delete("wb:state-groups")  # as a restore or an eviction would
