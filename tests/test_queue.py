@@ -14,6 +14,7 @@ import pytest
 from redis.asyncio import Redis
 
 from workbench import job_queue as queue
+from workbench.ids import now_ms
 from workbench.worker_loop import WorkerLoop, make_worker
 
 
@@ -71,9 +72,15 @@ async def test_each_job_runs_once_with_its_payload_and_leaves_no_keys_behind(red
     assert leftovers == []
 
 
-async def run_until(redis_url: str, runner: queue.JobRunner, done: asyncio.Event, seconds: float) -> None:
-    """A long-running worker with a 5 s poll delay, until `done` (or fail after `seconds`)."""
-    worker = make_test_worker(redis_url, runner, poll_delay_s=5, burst=False)
+POLL_DELAY_S = 60.0  # far longer than any test waits: a worker that waited for its poll fails the test
+
+
+async def run_until(
+    redis_url: str, runner: queue.JobRunner, done: asyncio.Event, seconds: float = 20
+) -> None:
+    """A long-running worker that polls only every POLL_DELAY_S, until `done` (or fail after
+    `seconds`)."""
+    worker = make_test_worker(redis_url, runner, poll_delay_s=POLL_DELAY_S, burst=False)
     task = asyncio.create_task(worker.async_run())
     try:
         await asyncio.wait_for(done.wait(), seconds)
@@ -86,7 +93,7 @@ async def run_until(redis_url: str, runner: queue.JobRunner, done: asyncio.Event
 
 async def test_a_worker_with_due_jobs_never_sleeps_its_poll_delay(redis_url: str) -> None:
     # no wake-up arrives (the jobs were queued before the worker subscribed): only a worker that
-    # wrongly thinks nothing is due would wait its 5 s poll delay
+    # wrongly thinks nothing is due would wait its poll delay
     await enqueue(redis_url, [{"i": i} for i in range(300)])
     ran: list[int] = []
     done = asyncio.Event()
@@ -97,38 +104,41 @@ async def test_a_worker_with_due_jobs_never_sleeps_its_poll_delay(redis_url: str
         if len(ran) == 300:
             done.set()
 
-    await run_until(redis_url, runner, done, 4)
+    await run_until(redis_url, runner, done)
     assert sorted(ran) == list(range(300))
 
 
 async def test_an_idle_worker_runs_a_retry_when_it_falls_due_not_at_its_next_poll(redis_url: str) -> None:
+    # once the first run asks for a retry in 0.3 s the worker has nothing due and sleeps: only the
+    # retry's due time can wake it (its poll delay is beyond the wait, and a retry sends no job id)
     await enqueue(redis_url, [{"i": 0}])
-    starts: list[float] = []
+    runs: list[tuple[int, int, int]] = []  # run number, due at (ms), started at (ms)
     done = asyncio.Event()
 
     async def runner(payload: dict[str, Any], info: queue.JobInfo) -> float | None:
-        starts.append(time.monotonic())
+        runs.append((info.try_number, info.ready_at, now_ms()))
         if info.try_number == 1:
-            await asyncio.sleep(0.2)  # meanwhile the worker, with nothing else due, goes idle
             return 0.3
         done.set()
         return None
 
-    await run_until(redis_url, runner, done, 4)
-    assert 0.5 <= starts[1] - starts[0] < 2
+    await run_until(redis_url, runner, done)
+    (_, _, first_start), (run, due, start) = runs
+    assert run == 2 and due >= first_start + 300 and start >= due
 
 
 async def test_a_delay_from_the_runner_runs_the_job_again_after_it(redis_url: str) -> None:
     await enqueue(redis_url, [{"i": 0}])
-    starts: list[tuple[int, float]] = []
+    runs: list[tuple[int, int, int]] = []
 
     async def runner(payload: dict[str, Any], info: queue.JobInfo) -> float | None:
-        starts.append((info.try_number, time.monotonic()))
+        runs.append((info.try_number, info.ready_at, now_ms()))
         return 0.3 if info.try_number == 1 else None
 
     await run_until_empty(redis_url, runner)
-    assert [run for run, _ in starts] == [1, 2]
-    assert starts[1][1] - starts[0][1] >= 0.3
+    (first, _, first_start), (second, due, start) = runs
+    assert (first, second) == (1, 2)
+    assert due >= first_start + 300 and start >= due  # due 0.3 s after the first run, not run before
 
 
 async def test_a_runner_that_breaks_gets_its_job_run_again_not_dropped(
