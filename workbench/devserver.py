@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from .redis_server import RedisServer, port_is_free, resolve, wait_for_port
+from .redis_server import RedisServer, die_with_parent, port_is_free, resolve, wait_for_port
 from .registry import discover
 from .settings import Settings
 from .step_config import StepError
@@ -26,15 +26,6 @@ def pick_port(host: str, port: int) -> int:
                 print(f"Port {port} is in use; using {candidate} instead.", flush=True)
             return candidate
     raise SystemExit(f"error: no free port between {port} and {port + 49}")
-
-
-def _pdeathsig() -> None:
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)
-    except OSError:
-        pass
 
 
 class Children:
@@ -59,7 +50,7 @@ class Children:
         if sys.stdout.isatty():
             env["FORCE_COLOR"] = "1"
         base = [sys.executable, "-m", "workbench"]
-        kwargs = {"env": env, "preexec_fn": _pdeathsig if sys.platform == "linux" else None}
+        kwargs = {"env": env, "preexec_fn": die_with_parent if sys.platform == "linux" else None}
         self.procs = [
             subprocess.Popen([*base, "start", "--host", self.host, "--port", str(self.port)], **kwargs),  # type: ignore[call-overload]
             subprocess.Popen([*base, "worker"], **kwargs),  # type: ignore[call-overload]

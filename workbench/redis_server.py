@@ -73,7 +73,7 @@ class RedisServer:
         ]  # fmt: skip
         kwargs: dict[str, object] = {}
         if sys.platform == "linux":
-            kwargs["preexec_fn"] = _die_with_parent
+            kwargs["preexec_fn"] = die_with_parent
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kwargs)  # type: ignore[call-overload]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -100,7 +100,7 @@ class RedisServer:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Linux: the child gets SIGTERM when its parent dies, even by SIGKILL."""
     try:
         import ctypes
@@ -151,4 +151,4 @@ def port_is_free(host: str, port: int) -> bool:
         return True
 
 
-__all__ = ["RedisServer", "free_port", "port_is_free", "resolve", "wait_for_port"]
+__all__ = ["RedisServer", "die_with_parent", "free_port", "port_is_free", "resolve", "wait_for_port"]

@@ -281,11 +281,14 @@ def _with_query_params(fn: Any, step: ApiStep) -> Any:
     for index, name in enumerate(q for q in step.query_params if q not in taken):
         alias = f"query_{index}"
         aliases.append(alias)
-        default = QueryParameter(name=name, required=False, description=step.query_descriptions.get(name))
-        params.append(
-            inspect.Parameter(alias, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=str | None)
+        # plain text, optional (not `str | None`: its oneOf schema trips schemathesis's generator)
+        default = QueryParameter(
+            name=name, default="", required=False, description=step.query_descriptions.get(name)
         )
-        annotations[alias] = str | None
+        params.append(
+            inspect.Parameter(alias, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=str)
+        )
+        annotations[alias] = str
     with_query.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     with_query.__annotations__ = annotations
     with_query.__name__ = fn.__name__

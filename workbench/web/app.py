@@ -15,7 +15,9 @@ from litestar.handlers import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.static_files import create_static_files_router
-from redis.exceptions import RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..registry import Registry
 from ..runtime import Runtime
@@ -35,9 +37,16 @@ log = logging.getLogger("workbench.web")
 
 
 def redis_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    log.warning("%s %s: Redis unreachable: %s", request.method, request.url.path, exc)
+    """503, naming the real cause: a Redis out of memory refuses writes; one that is away answers nothing."""
+    if isinstance(exc, OutOfMemoryError) or (isinstance(exc, ResponseError) and "OOM" in str(exc)):
+        cause = "is out of memory (maxmemory reached): it refuses writes until memory is freed"
+    elif isinstance(exc, (RedisConnectionError, ConnectionError, RedisTimeoutError, OSError)):
+        cause = "cannot be reached"
+    else:
+        cause = f"answered an error ({type(exc).__name__})"
+    log.warning("%s %s: Redis %s: %s", request.method, request.url.path, cause, exc)
     return Response(
-        {"error": "Service unavailable: the data store (Redis) cannot be reached; try again shortly."},
+        {"error": f"Service unavailable: the data store (Redis) {cause}; try again shortly."},
         status_code=503,
         headers={"retry-after": "1"},
     )
