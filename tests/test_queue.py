@@ -203,9 +203,10 @@ async def test_a_claim_skips_candidates_another_worker_took_and_reads_the_queue_
     qb = queue.JobQueue(b, lease_s=5, read_limit=100)
     first = await qa.claim(1)  # reads all six as candidates, claims the first
     assert [info.job_id for info, _ in first] == ids[:1]
-    taken = await qb.claim(4)  # b takes the next four
-    assert [info.job_id for info, _ in taken] == ids[1:5]
-    rest = await qa.claim(3)  # a's candidates 2-5 were taken: it looks past them
+    taken = await qb.claim(4)  # b's first candidate is a's: it gets the next three at once
+    assert [info.job_id for info, _ in taken] == ids[1:4]
+    assert [info.job_id for info, _ in await qb.claim(1)] == ids[4:5]
+    rest = await qa.claim(3)  # a's candidates 1-4 were taken: it looks past them
     assert [info.job_id for info, _ in rest] == ids[5:]
     assert await qa.claim(3, running={ids[0], ids[5]}) == []  # the rest are running (b's)
     await a.aclose()

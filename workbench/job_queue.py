@@ -195,26 +195,28 @@ class JobQueue:
         run's info and its stored bytes (None when the job's data expired before it could run).
 
         Usually one round trip: the candidates come from the last read of the queue or from
-        wake-ups; the queue is read again (in its order) when they run short. `holding` is told
+        wake-ups (an idle worker starts a new job after one round trip); the queue is read again,
+        in its order, once they are used up. `holding` is told
         each batch of candidates before it is sent (the lease keeper renews them from then on: an
         answer may wait a long time for an event loop a handler blocks) and `not_held` those the
         claim did not get."""
         claimed: list[tuple[JobInfo, bytes | None]] = []
         read = False
-        while len(claimed) < wanted:
-            want = wanted - len(claimed)
-            if len(self._candidates) < want and not read:
+        while not claimed:  # claimed some: they start now, and the worker asks again if it has room
+            if not self._candidates:
+                if read:
+                    break
                 await self._read_candidates(running)
                 read = True
-            if not self._candidates:
-                break
-            batch = list(itertools.islice(self._candidates, want + self._spare))
+                if not self._candidates:
+                    break
+            batch = list(itertools.islice(self._candidates, wanted + self._spare))
             names = [QUEUE]
             for job_id in batch:
                 names += (lease_key(job_id), tries_key(job_id), job_key(job_id), interrupts_key(job_id))
             if holding is not None:
                 holding(batch)
-            args: list[str | int] = [now_ms(), self.lease_ms, want, TRIES_TTL_S, self.token, *batch]
+            args: list[str | int] = [now_ms(), self.lease_ms, wanted, TRIES_TTL_S, self.token, *batch]
             try:
                 flat = await self._claim(keys=names, args=args)
             except BaseException:
@@ -232,8 +234,7 @@ class JobQueue:
                 got.add(info.job_id)
             if not_held is not None and len(got) < len(batch):
                 not_held([job_id for job_id in batch if job_id not in got])
-            missed = looked - (len(flat) - 1) // _CLAIMED_FIELDS
-            if missed:
+            if looked > len(got):  # other workers took some first: look further ahead next time
                 self._spare = min(MAX_SPARE, max(2, self._spare * 2))
             else:
                 self._spare //= 2
