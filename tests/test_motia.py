@@ -277,6 +277,10 @@ def test_an_undeclared_emit_is_delivered_and_shown_as_a_warning(motia: Stack, cl
     assert audit == {"name": pet["name"], "traceId": trace_id}
     terminal = motia.web.output().splitlines()
     assert any("py.pet.created" in x and "warn" in x.lower() for x in terminal), motia.web.output()[-3000:]
+    flows = client.get("/_workbench/flows")  # and on the flows page: a warning edge to its subscriber
+    assert flows.status_code == 200
+    assert 'class="edge-label undeclared"' in flows.text
+    assert "⚠ py.pet.created (not declared)" in flows.text
 
 
 def test_tasks_a_handler_starts_log_and_emit_after_it_returned_into_the_same_trace(

@@ -23,6 +23,7 @@ FEED = PREFIX + "feed"  # stream of live records for the UI (capped)
 # reliability
 DEAD = PREFIX + "dead"  # zset: dead letter id -> ms
 DEAD_LETTER = PREFIX + "dead:"  # + id: JSON record
+UNDECLARED = PREFIX + "undeclared:"  # + step: set of topics it emitted without declaring (Motia's rules)
 CRON_CLAIM = PREFIX + "cron-claim:"  # + step name + ":" + tick ms: one worker wins each tick
 
 # liveness

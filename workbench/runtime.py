@@ -54,6 +54,7 @@ class Outgoing:
     data: Any
     subscribers: list[BackgroundStep]
     job_ids: list[str]
+    undeclared: bool = False  # not in the emitting step's `emits` (allowed by Motia's rules)
 
 
 @dataclass
@@ -156,7 +157,11 @@ class Runtime:
         bookkeeping, in one round trip."""
         check_value(data, what=f"emit {topic!r}")  # what could not be stored and shown is refused here
         subscribers = self.registry.subscribers_of(topic)
-        outgoing = Outgoing(topic, data, subscribers, [job_queue.new_job_id() for _ in subscribers])
+        emitter = self.registry.get(scope.span.step)
+        undeclared = emitter is not None and topic not in emitter.emits
+        outgoing = Outgoing(
+            topic, data, subscribers, [job_queue.new_job_id() for _ in subscribers], undeclared
+        )
         scope.emit(topic, data, [s.name for s in subscribers])
         if scope.outbox is not None:
             scope.outbox.append(outgoing)
@@ -189,6 +194,8 @@ class Runtime:
 
         def build(pipe: Pipeline) -> None:
             for o in outgoing:
+                if o.undeclared:  # the flows page shows it as a warning edge
+                    pipe.sadd(keys.UNDECLARED + scope.span.step, o.topic)
                 for step, job_id in zip(o.subscribers, o.job_ids, strict=True):
                     payload = {
                         "step": step.name,

@@ -93,9 +93,13 @@ class WorkbenchPages(Controller):
 
     @get("/flows")
     async def flows(self, request: Request[Any, Any, Any], flow: Text = None) -> Template:
-        registry = runtime_of(request).registry
+        runtime = runtime_of(request)
+        registry = runtime.registry
         names = views.flows_of(registry)
-        graphs = [views.layout_flow(registry, name) for name in names if flow is None or name == flow]
+        undeclared = await _undeclared_emits(runtime)
+        graphs = [
+            views.layout_flow(registry, name, undeclared) for name in names if flow is None or name == flow
+        ]
         return _page(
             "flows.html", request, "flows",
             graphs=graphs, flow_names=names, selected=flow, node_w=views.NODE_W, node_h=views.NODE_H,
@@ -389,3 +393,15 @@ def _showable(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
         except UnfitJson as exc:
             broken[key] = str(exc)
     return shown, broken
+
+
+async def _undeclared_emits(runtime: Runtime) -> dict[str, set[str]]:
+    """Topics each Motia-rules step has emitted without declaring them (the flows page warns)."""
+    steps = [s.name for s in runtime.registry if s.motia_rules]
+    if not steps:
+        return {}
+    async with runtime.redis.pipeline(transaction=False) as pipe:
+        for name in steps:
+            pipe.smembers(keys.UNDECLARED + name)
+        found = await pipe.execute()
+    return {name: set(topics) for name, topics in zip(steps, found, strict=True) if topics}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import pairwise
@@ -180,6 +181,7 @@ class Edge:
     virtual: bool = False
     label: str = ""  # what the edge says: the emit's label (Motia's `{"topic", "label"}`), else its topic
     conditional: bool = False  # emitted on some runs only: drawn dashed
+    undeclared: bool = False  # seen emitted though the step does not declare it: drawn as a warning
 
 
 @dataclass
@@ -199,13 +201,22 @@ def flows_of(registry: Registry) -> list[str]:
     return sorted(names)
 
 
-def layout_flow(registry: Registry, flow: str) -> FlowGraph:
+def layout_flow(registry: Registry, flow: str, undeclared: Mapping[str, set[str]] | None = None) -> FlowGraph:
     """A layered left-to-right layout: entry points first, each event step one layer right of the
     furthest step that emits to it; long edges pass through placeholder slots so nothing overlaps."""
     steps = [s for s in registry if flow in (s.flows or ("default",))]
     edges: list[Edge] = []
     dangling: list[tuple[str, str]] = []
+    seen_undeclared = undeclared or {}
     for src in steps:
+        extra = sorted(seen_undeclared.get(src.name, set()) - set(src.emits))
+        for topic in extra:  # emitted at run time under Motia's rules, not declared
+            targets = [d.name for d in steps if d.listens_to(topic)]
+            if not targets:
+                dangling.append((src.name, topic))
+            edges.extend(
+                Edge(src.name, t, topic, label=f"⚠ {topic} (not declared)", undeclared=True) for t in targets
+            )
         for topic, virtual in [(t, False) for t in src.emits] + [(t, True) for t in src.virtual_emits]:
             targets = [d.name for d in steps if d.listens_to(topic)]
             if not targets:
