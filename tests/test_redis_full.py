@@ -37,6 +37,20 @@ def test_a_full_redis_is_named_as_full_and_nothing_is_half_done(full: tuple[Stac
         response = client.post("/pets", json={"name": "Jack", "species": "dog", "ageMonths": 1})
     assert response.status_code == 503
     assert "out of memory" in response.json()["error"] and "cannot be reached" not in response.json()["error"]
-    redis.config_set("maxmemory", 0)
+    with stack.client() as client:
+        for _ in range(20):  # a burst against the full Redis: each one refused, none half-done
+            assert (
+                client.post("/pets", json={"name": "A", "species": "cat", "ageMonths": 2}).status_code == 503
+            )
+    redis.config_set("maxmemory", 0)  # room again: what waited is written, and every trace closes
     assert redis.hgetall("wb:state:pets") == {}
     assert redis.zcard("wb:queue") == 0
+    with stack.client() as client:
+
+        def all_closed() -> bool:
+            traces = client.get("/_workbench/api/traces", params={"limit": 100}).json()["traces"]
+            return len(traces) == 21 and all(t["status"] == "failed" for t in traces)
+
+        wait_until(all_closed, 20, message="the refused requests' traces to be written and closed")
+    said = [line for line in stack.web.output().splitlines() if "trace records" in line]
+    assert 1 <= len(said) <= 3, said  # said once in a while, not for every batch

@@ -22,13 +22,15 @@ from typing import Any, ClassVar, Literal
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, OutOfMemoryError, RedisError
 
 from ..ids import now_ms
+from ..log_limit import Limited
 from .records import Event, Span, cap_payload
 from .store import Record, TraceStore, adjust_record, event_record, span_record, trace_record
 
 log = logging.getLogger("workbench.recorder")
+_limited = Limited(log)
 
 SpanObserver = Callable[[Span], None]
 
@@ -115,7 +117,9 @@ class Recorder:
                 backoff = 0.05
             except (RedisError, OSError) as exc:
                 # Redis is away: keep the records and try again, with a growing pause
-                log.warning("cannot write trace records (%s); retrying in %.1fs", exc, backoff)
+                _limited.warning(
+                    "unwritten", "cannot write trace records (%s); retrying in %.1fs", exc, backoff
+                )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
                 self._wakeup.set()
@@ -187,8 +191,13 @@ class Recorder:
         if own and isinstance(own[0], NoScriptError):
             self.store.forget_scripts()
             self._requeue(records)
+        elif own and (isinstance(own[0], OutOfMemoryError) or "OOM command not allowed" in str(own[0])):
+            # Redis is full: keep the records (bounded) and try again, so traces close once it has room
+            # (a batch refused at its first write; one refused half-way would be re-applied in part)
+            self._requeue(records)
+            raise OutOfMemoryError(str(own[0]))  # the flusher backs off and retries; a caller sees why
         elif own and isinstance(own[0], Exception):
-            log.warning("trace records were not written: %s", own[0])
+            _limited.warning("dropped", "trace records were not written: %s", own[0])
         rest = results[len(own) :]
         for result in rest:
             if isinstance(result, Exception):
