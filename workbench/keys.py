@@ -1,7 +1,7 @@
 """Every Redis key the framework writes, in one place.
 
 All keys share one prefix so that a workbench can live in a Redis database next to other data.
-The queue's own keys (arq's) are named in `queue.py`, behind the queue's door.
+The queue's own keys (in arq's layout) are named in `job_queue.py`, their prefixes in `arq_seam.py`.
 """
 
 PREFIX = "wb:"
