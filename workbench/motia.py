@@ -193,6 +193,11 @@ def _infrastructure(file: Path, out: dict[str, Any], value: Any, notes: list[str
         )
     if "type" in queue and queue["type"] not in ("standard", "fifo"):
         raise StepError(file, key, f"queue.type must be standard or fifo, got {queue['type']!r}")
+    if queue.get("type") == "fifo":
+        notes.append(
+            "infrastructure.queue.type fifo is not kept: jobs run in the order they are due, but several "
+            "at a time (WORKBENCH_CONCURRENCY) and retries wait their backoff"
+        )
     delay = queue.get("delaySeconds", 0)
     if isinstance(delay, bool) or not isinstance(delay, (int, float)) or delay < 0:
         raise StepError(file, key, f"queue.delaySeconds must be a number ≥ 0, got {delay!r}")
