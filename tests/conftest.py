@@ -9,8 +9,10 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -20,6 +22,9 @@ from workbench.redis_server import RedisServer, free_port, wait_for_port
 from workbench.registry import Registry, discover
 from workbench.runtime import Runtime
 from workbench.settings import Settings
+
+if TYPE_CHECKING:
+    from workbench.testing import Harness
 
 ROOT = Path(__file__).resolve().parent.parent
 PET_STEPS = ROOT / "steps"
@@ -190,3 +195,22 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05, message
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out waiting for {message} (last: {last!r})")
+
+
+@contextmanager
+def steps_harness(folder: Path, redis_url: str, sources: dict[str, str]) -> Iterator[Harness]:
+    """A harness on step files of a test's own (name -> source), against the emptied test Redis;
+    the steps folder's place on sys.path is undone afterwards."""
+    from workbench.testing import Harness, harness_settings
+
+    client = SyncRedis.from_url(redis_url)
+    client.flushdb()
+    client.close()
+    for name, source in sources.items():
+        write_step(folder, name, source)
+    path = list(sys.path)
+    try:
+        with Harness(harness_settings(redis_url, folder), discover(folder)) as harness:
+            yield harness
+    finally:
+        sys.path[:] = path

@@ -3,17 +3,14 @@ and the trace agree); a JSON body needs a JSON content type (a cross-site form c
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from redis import Redis
 
-from workbench.registry import discover
-from workbench.testing import Harness, harness_settings
+from workbench.testing import Harness
 
-from .conftest import write_step
+from .conftest import steps_harness
 
 ANSWERS = {
     "no_content_with_body": '{"status": 204, "body": {"a": 1}}',
@@ -28,27 +25,22 @@ ANSWERS = {
 }
 
 
-@pytest.fixture
-def answers(tmp_path: Path, workbench_redis_url: str) -> Iterator[Harness]:
-    client = Redis.from_url(workbench_redis_url)
-    client.flushdb()
-    client.close()
+def _sources() -> dict[str, str]:
+    sources = {}
     for name, answer in ANSWERS.items():
         config = {"type": "api", "name": name.title().replace("_", ""), "method": "GET", "path": f"/{name}"}
-        write_step(
-            tmp_path,
-            name,
-            f"config = {config!r}\n\n\nasync def handler(request, ctx):\n    return {answer}\n",
-        )
-    write_step(
-        tmp_path, "echo",
+        sources[name] = f"config = {config!r}\n\n\nasync def handler(request, ctx):\n    return {answer}\n"
+    sources["echo"] = (
         'config = {"type": "api", "name": "Echo", "method": "POST", "path": "/echo"}\n\n\n'
-        'async def handler(request, ctx):\n    return {"status": 200, "body": request.body}\n',
-    )  # fmt: skip
-    path = list(sys.path)
-    with Harness(harness_settings(workbench_redis_url, tmp_path), discover(tmp_path)) as harness:
+        'async def handler(request, ctx):\n    return {"status": 200, "body": request.body}\n'
+    )
+    return sources
+
+
+@pytest.fixture
+def answers(tmp_path: Path, workbench_redis_url: str) -> Iterator[Harness]:
+    with steps_harness(tmp_path, workbench_redis_url, _sources()) as harness:
         yield harness
-    sys.path[:] = path
 
 
 @pytest.mark.parametrize("name", sorted(ANSWERS))

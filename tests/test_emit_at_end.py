@@ -3,17 +3,14 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from redis import Redis
 
-from workbench.registry import discover
-from workbench.testing import Harness, harness_settings
+from workbench.testing import Harness
 
-from .conftest import write_step
+from .conftest import steps_harness
 
 FLAKY = """
 config = {"type": "event", "name": "Flaky", "subscribes": ["go"], "emits": ["next"], "retries": 3}
@@ -52,15 +49,10 @@ async def handler(request, ctx):
 
 @pytest.fixture
 def lab(tmp_path: Path, workbench_redis_url: str) -> Iterator[Harness]:
-    client = Redis.from_url(workbench_redis_url)
-    client.flushdb()
-    client.close()
-    for name, source in (("flaky", FLAKY), ("count", COUNT), ("half", API)):
-        write_step(tmp_path, name, source)
-    path = list(sys.path)
-    with Harness(harness_settings(workbench_redis_url, tmp_path), discover(tmp_path)) as harness:
+    with steps_harness(
+        tmp_path, workbench_redis_url, {"flaky": FLAKY, "count": COUNT, "half": API}
+    ) as harness:
         yield harness
-    sys.path[:] = path
 
 
 def test_a_failed_attempts_emits_are_not_delivered(lab: Harness) -> None:

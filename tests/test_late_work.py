@@ -4,17 +4,14 @@ trace stays running until it is done, and the step's timeout still bounds it."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from redis import Redis
 
-from workbench.registry import discover
-from workbench.testing import Harness, harness_settings
+from workbench.testing import Harness
 
-from .conftest import write_step
+from .conftest import steps_harness
 
 LATER = """
 import asyncio
@@ -58,15 +55,10 @@ async def handler(data, ctx):
 
 @pytest.fixture
 def lab(tmp_path: Path, workbench_redis_url: str) -> Iterator[Harness]:
-    client = Redis.from_url(workbench_redis_url)
-    client.flushdb()
-    client.close()
-    for name, source in (("later", LATER), ("done", DONE), ("fails_later", FAILS_LATER)):
-        write_step(tmp_path, name, source)
-    path = list(sys.path)
-    with Harness(harness_settings(workbench_redis_url, tmp_path), discover(tmp_path)) as harness:
+    with steps_harness(
+        tmp_path, workbench_redis_url, {"later": LATER, "done": DONE, "fails_later": FAILS_LATER}
+    ) as harness:
         yield harness
-    sys.path[:] = path
 
 
 def test_late_records_land_in_the_span_marked_and_the_trace_waits_for_them(lab: Harness) -> None:
