@@ -29,7 +29,11 @@ from .conftest import PET_STEPS, write_step
         (0, "0 ms"),
         (0.0, "0 ms"),
         (0.25, "0.25 ms"),
-        (0.999, "1.00 ms"),
+        (0.994, "0.99 ms"),
+        (0.999, "1.0 ms"),
+        (9.96, "10 ms"),
+        (999.6, "1.00 s"),
+        (59_996, "1.0 min"),
         (1, "1.0 ms"),
         (9.94, "9.9 ms"),
         (10, "10 ms"),
@@ -475,6 +479,12 @@ def test_a_single_step_flow(tmp_path: Path) -> None:
     assert (node.x, node.y) == (PAD, PAD)
     assert (graph.width, graph.height) == (NODE_W + 2 * PAD, NODE_H + 2 * PAD)
     assert graph.edges == [] and graph.dangling == []
+
+
+def test_a_flow_no_step_belongs_to_is_empty(tmp_path: Path) -> None:
+    graph = views.layout_flow(registry_of(tmp_path, api("Only", [], ["solo"])), "gone")
+    assert (graph.nodes, graph.edges, graph.dangling) == ([], [], [])
+    assert (graph.width, graph.height) == (2 * PAD, 2 * PAD)
 
 
 def test_pet_app_flows() -> None:

@@ -25,11 +25,14 @@ def fmt_ms(value: float | None) -> str:
         return "…"
     if value == 0:
         return "0 ms"
-    if value < 1:
+    # each bound is where the next format's rounding would start: 999.6 ms reads "1.00 s", not "1000 ms"
+    if value < 0.995:
         return f"{value:.2f} ms"
-    if value < 1000:
-        return f"{value:.0f} ms" if value >= 10 else f"{value:.1f} ms"
-    if value < 60_000:
+    if value < 9.95:
+        return f"{value:.1f} ms"
+    if value < 999.5:
+        return f"{value:.0f} ms"
+    if value < 59_995:
         return f"{value / 1000:.2f} s"
     return f"{value / 60_000:.1f} min"
 
@@ -205,6 +208,8 @@ def layout_flow(registry: Registry, flow: str, undeclared: Mapping[str, set[str]
     """A layered left-to-right layout: entry points first, each event step one layer right of the
     furthest step that emits to it; long edges pass through placeholder slots so nothing overlaps."""
     steps = [s for s in registry if flow in (s.flows or ("default",))]
+    if not steps:  # a flow no step belongs to (a stale link): an empty graph, not an error
+        return FlowGraph(flow, [], [], 2 * PAD, 2 * PAD, [])
     edges: list[Edge] = []
     dangling: list[tuple[str, str]] = []
     seen_undeclared = undeclared or {}
