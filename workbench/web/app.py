@@ -104,10 +104,11 @@ def create_app(settings: Settings, registry: Registry, runtime: Runtime | None =
     route_handlers: list[Any] = [*options_routes(api_steps), *(build_route(s, runtime) for s in api_steps)]
     route_handlers += [*health_routes, *metrics_routes(runtime, feed)]  # /healthz, /readyz, /metrics
     if settings.workbench_enabled:
+        from .compare_page import CompareApi, ComparePage
         from .pages import page_handlers
         from .templating import template_config
 
-        route_handlers += [WorkbenchApi, stream, *page_handlers(registry)]
+        route_handlers += [WorkbenchApi, stream, *page_handlers(registry), ComparePage, CompareApi]
         route_handlers.append(
             create_static_files_router(
                 path=STATIC,

@@ -25,6 +25,7 @@ from ..runtime import RetryRefused, Runtime
 from ..step_config import CronStep
 from ..tracing.filters import LEVELS
 from . import views
+from .compare_page import ComparePage
 from .forms import QuickForm, example_body, featured_step, json_schema, topic_example
 from .live_html import html_stream
 from .params import Level, LogCursor, Status, Text, TraceCursor
@@ -371,7 +372,12 @@ async def root() -> Redirect:
     return Redirect(URLS("home"))
 
 
-URLS = Urls.of(WorkbenchPages, html_stream, extra={"static": f"{STATIC}/{{file:path}}", "openapi": OPENAPI})
+URLS = Urls.of(
+    WorkbenchPages,
+    ComparePage,
+    html_stream,
+    extra={"static": f"{STATIC}/{{file:path}}", "openapi": OPENAPI},
+)
 
 
 def page_handlers(registry: Registry) -> list[Any]:
