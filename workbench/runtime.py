@@ -74,8 +74,9 @@ class Runtime:
         self.registry = registry
         self.redis = redis or connect(settings.redis_url)
         self.store = TraceStore(
-            self.redis, feed_maxlen=settings.feed_maxlen, logs_maxlen=settings.logs_maxlen
-        )
+            self.redis, feed_maxlen=settings.feed_maxlen, logs_maxlen=settings.logs_maxlen,
+            feed_max_bytes=settings.feed_max_bytes, logs_max_bytes=settings.logs_max_bytes,
+        )  # fmt: skip
         # no batch window: records gather by themselves while the previous write is in flight
         # (measured: a 2-10 ms window halved worker throughput, bench #2)
         self.recorder = Recorder(

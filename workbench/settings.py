@@ -78,6 +78,8 @@ class Settings:
     retention_age_s: int = 7 * 24 * 3600  # ... and none older than this
     feed_maxlen: int = 10_000  # live feed stream length (how far a reconnect can resume)
     logs_maxlen: int = 100_000  # log stream length
+    feed_max_bytes: int = 32 << 20  # the live feed's size in Redis (its oldest entries go first); 0: none
+    logs_max_bytes: int = 128 << 20  # the log stream's size in Redis; 0: none
     payload_cap: int = 4096  # bytes of an emit payload kept in a trace
     span_log_cap: int = 1000  # log lines a span keeps ...
     span_log_bytes: int = 1 << 20  # ... and bytes of them
@@ -113,6 +115,8 @@ class Settings:
             retention_age_s=_env_int("WORKBENCH_RETENTION_AGE", cls.retention_age_s),
             feed_maxlen=_env_int("WORKBENCH_FEED_MAXLEN", cls.feed_maxlen),
             logs_maxlen=_env_int("WORKBENCH_LOGS_MAXLEN", cls.logs_maxlen),
+            feed_max_bytes=_env_int("WORKBENCH_FEED_MAX_BYTES", cls.feed_max_bytes),
+            logs_max_bytes=_env_int("WORKBENCH_LOGS_MAX_BYTES", cls.logs_max_bytes),
             dead_letters_max=_env_int("WORKBENCH_DEAD_LETTERS_MAX", cls.dead_letters_max),
             span_log_cap=_env_int("WORKBENCH_SPAN_LOGS", cls.span_log_cap),
             span_log_bytes=_env_int("WORKBENCH_SPAN_LOG_BYTES", cls.span_log_bytes),

@@ -2,10 +2,12 @@
 -- live feed, so what the browser sees live and what a reload shows can never disagree.
 --
 -- KEYS[1]: the live feed (stream)   KEYS[2]: the log stream   KEYS[3]: the trace index (zset)
--- KEYS[4]: the failed-trace index (zset); then four keys per trace of the batch, in the order the
---   traces first appear in the records, from KEYS[4t + 1]: its hash, its spans (hash), its events
---   (list), the ids of its lines in the log stream (list)
+-- KEYS[4]: the failed-trace index (zset)   KEYS[5]: the two streams' entry sizes (hash: feed, logs)
+--   then four keys per trace of the batch, in the order the traces first appear in the records, from
+--   KEYS[4t + 2]: its hash, its spans (hash), its events (list), the ids of its lines in the log
+--   stream (list)
 -- ARGV[1]: feed length cap   ARGV[2]: log stream length cap   ARGV[3]: the records (msgpack array)
+-- ARGV[4]: feed size cap (bytes)   ARGV[5]: log stream size cap (bytes); 0 or absent: none
 --
 -- Each record is an array whose first item names its kind:
 --   T trace opened:   trace, start, entry, kind, label, open
@@ -14,24 +16,58 @@
 --   A trace adjusted: trace, open delta, failed delta, ts
 -- Spans and events go to the feed as they are; each trace touched gets its counters updated and ONE
 -- summary pushed to the feed at the end of the batch, however many records touched it.
+--
+-- Size caps: each stream's length cap is lowered to what its size cap holds at the entries' average
+-- size (a running average kept in KEYS[5], updated once per batch; a batch of bigger entries than
+-- that lowers the cap at once), so XADD's own trimming keeps the stream under both caps: two extra
+-- commands per batch, none per record.
+--
+-- A full Redis (maxmemory, noeviction) refuses a script only at its first write that may grow memory,
+-- before it has changed anything; once it has written, Redis lets it finish. So a batch is written
+-- whole or not at all, and the recorder may re-queue a refused one: keep the first write one that
+-- Redis refuses when full (no DEL, XTRIM or ZREM before it), or a full Redis would take the batch.
 -- Returns the number of records written.
-local feed, logs, traces_index, failed_index = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local feed_max, logs_max = ARGV[1], ARGV[2]
+local feed, logs, traces_index, failed_index, sizes = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local records = cmsgpack.unpack(ARGV[3])
+local NTRACE = 5  -- keys before the traces' own
 -- each trace's keys, in the order the traces first appear (checked before anything is written)
 local touched, order = {}, {}
+local feed_n, feed_b, logs_n, logs_b = 0, 0, 0, 0  -- this batch's stream entries and their bytes
 for _, r in ipairs(records) do
   local tid = r[2]
   if not touched[tid] then
-    local k = 4 + 4 * #order
+    local k = NTRACE + 4 * #order
     touched[tid] = {open = 0, failed = 0, errors = 0, ts = 0, steps = {}, err = '',
                     trace = KEYS[k + 1], spans = KEYS[k + 2], events = KEYS[k + 3], logids = KEYS[k + 4]}
     table.insert(order, tid)
   end
+  if r[1] == 'S' then
+    feed_n, feed_b = feed_n + 1, feed_b + #r[4]
+  elseif r[1] == 'E' then
+    feed_n, feed_b = feed_n + 1, feed_b + #r[4]
+    if r[3] == 'log' then logs_n, logs_b = logs_n + 1, logs_b + #r[4] end
+  end
 end
-if #KEYS ~= 4 + 4 * #order then
+if #KEYS ~= NTRACE + 4 * #order then
   return redis.error_reply('apply_records: KEYS must hold four keys per trace of the batch')
 end
+
+-- what an entry of `n` bytes takes in a stream (measured with MEMORY USAGE: ~35 bytes for small
+-- entries, ~350 plus 1-10 % for big ones)
+local function cost(n) return n + n / 8 + 64 end
+local WINDOW = 1000  -- entries the running average is taken over
+local known = redis.call('HMGET', sizes, 'feed', 'logs')
+-- the length cap that keeps a stream within `budget` bytes, for entries of average size `avg`
+local function length_cap(maxlen, budget, avg, n, b)
+  if budget <= 0 then return maxlen end
+  local a = avg
+  if n > 0 and cost(b / n) > a then a = cost(b / n) end
+  if a <= 0 then return maxlen end
+  return math.max(1, math.min(maxlen, math.floor(budget / a)))
+end
+local feed_avg, logs_avg = tonumber(known[1]) or 0, tonumber(known[2]) or 0
+local feed_max = length_cap(tonumber(ARGV[1]), tonumber(ARGV[4]) or 0, feed_avg, feed_n, feed_b)
+local logs_max = length_cap(tonumber(ARGV[2]), tonumber(ARGV[5]) or 0, logs_avg, logs_n, logs_b)
 for _, r in ipairs(records) do
   local kind, tid = r[1], r[2]
   local t = touched[tid]
@@ -97,6 +133,17 @@ for _, tid in ipairs(order) do
   local flat = redis.call('HGETALL', trace)
   local summary = {}
   for i = 1, #flat, 2 do summary[flat[i]] = flat[i + 1] end
-  redis.call('XADD', feed, 'MAXLEN', '~', feed_max, '*', 't', 'trace', 'd', cjson.encode(summary))
+  local body = cjson.encode(summary)
+  feed_n, feed_b = feed_n + 1, feed_b + #body
+  redis.call('XADD', feed, 'MAXLEN', '~', feed_max, '*', 't', 'trace', 'd', body)
 end
+-- the running averages the next batch's caps start from
+local function averaged(avg, n, b)
+  if n == 0 then return avg end
+  local w = math.min(1, n / WINDOW)
+  if avg <= 0 then w = 1 end
+  return avg + (cost(b / n) - avg) * w
+end
+redis.call('HSET', sizes, 'feed', string.format('%.1f', averaged(feed_avg, feed_n, feed_b)),
+           'logs', string.format('%.1f', averaged(logs_avg, logs_n, logs_b)))
 return #records

@@ -193,7 +193,8 @@ class Recorder:
             self._requeue(records)
         elif own and (isinstance(own[0], OutOfMemoryError) or "OOM command not allowed" in str(own[0])):
             # Redis is full: keep the records (bounded) and try again, so traces close once it has room
-            # (a batch refused at its first write; one refused half-way would be re-applied in part)
+            # (Redis refuses a script only before its first write, never half-way, so a refused batch
+            # wrote nothing and is written once later: apply_records.lua, tests/test_lua.py)
             self._requeue(records)
             raise OutOfMemoryError(str(own[0]))  # the flusher backs off and retries; a caller sees why
         elif own and isinstance(own[0], Exception):

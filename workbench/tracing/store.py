@@ -72,20 +72,33 @@ def _logids_key(trace_id: str) -> str:
 
 
 def _trace_keys(records: list[Record]) -> list[str]:
-    """The apply_records script's KEYS: the streams and indexes, then four keys per trace, in the
+    """The apply_records script's KEYS: the streams, indexes and sizes, then four keys per trace, in the
     order the traces first appear in `records` (the order the script reads them in)."""
-    names = [keys.FEED, keys.LOGS, keys.TRACES, keys.FAILED_TRACES]
+    names = [keys.FEED, keys.LOGS, keys.TRACES, keys.FAILED_TRACES, keys.STREAM_SIZES]
     for trace_id in dict.fromkeys([r[1] for r in records]):
         names += (keys.TRACE + trace_id, keys.SPANS + trace_id, keys.EVENTS + trace_id, _logids_key(trace_id))
     return names
 
 
 class TraceStore:
-    def __init__(self, redis: Redis, *, feed_maxlen: int = 10_000, logs_maxlen: int = 100_000) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        feed_maxlen: int = 10_000,
+        logs_maxlen: int = 100_000,
+        feed_max_bytes: int = 32 << 20,
+        logs_max_bytes: int = 128 << 20,
+    ) -> None:
         # redis-py types each command as "Awaitable[T] | T" (one signature for sync and async)
         self.redis: Any = redis
+        # the two streams are capped by length and by size (0: no size cap), both enforced by the
+        # XADDs of apply_records.lua themselves: the framework's own data stops growing before a
+        # small Redis is full, at no cost per record
         self.feed_maxlen = feed_maxlen
         self.logs_maxlen = logs_maxlen
+        self.feed_max_bytes = feed_max_bytes
+        self.logs_max_bytes = logs_max_bytes
         self._apply = redis.register_script(APPLY)
         self._scripts_loaded = False
 
@@ -105,7 +118,9 @@ class TraceStore:
             return
         batch = _pack(records)
         trace_keys = _trace_keys(records)
-        args: list[Any] = [*trace_keys, self.feed_maxlen, self.logs_maxlen, batch]
+        args: list[Any] = [
+            *trace_keys, self.feed_maxlen, self.logs_maxlen, batch, self.feed_max_bytes, self.logs_max_bytes
+        ]  # fmt: skip
         pipe.evalsha(self._apply.sha, len(trace_keys), *args)
 
     # single-record conveniences (tests, benchmarks, tools)
