@@ -1,7 +1,9 @@
 """The runtime: one per process, tying the registry to Redis, the queue and the recorder.
 
 It starts traces at entry points, turns emits into jobs, and runs a job's step with its
-context, timeout, retries and span. The web process and the worker both build one.
+context, timeout, retries and span (`end_span` is the one way a span ends). The web process and
+the worker both build one; cron ticks (`cron_scheduler.py`) and worker liveness (`worker.py`) are
+the worker's own.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ import asyncio
 import logging
 import random
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, cast
 
 from redis.asyncio import Redis
@@ -27,7 +28,7 @@ from .settings import Settings
 from .state import State
 from .step_config import BackgroundStep, Step
 from .tracing.recorder import Recorder, SpanScope, current_scope, install_span_capture
-from .tracing.records import Span, error_info
+from .tracing.records import FAILED, Span, SpanStatus, error_info, plain_error
 from .tracing.store import TraceStore, adjust_record, span_record
 
 log = logging.getLogger("workbench.runtime")
@@ -91,10 +92,7 @@ class Runtime:
         self.dead_letters = DeadLetters(
             self.redis, max_count=settings.dead_letters_max, max_age_s=settings.dead_letters_age_s
         )
-        self._next_cron: dict[str, datetime] = {}
-        self._last_beat = 0
         self._retention_task: asyncio.Task[None] | None = None
-        self.worker_id = job_queue.worker_name()
 
     async def start(self) -> None:
         install_span_capture(self.settings.log_level)
@@ -224,11 +222,9 @@ class Runtime:
         try:
             emitted = await self.emit(topic, data, scope=scope)
         except BaseException as exc:  # every trace opened is closed: this one as failed
-            span.status, span.finished_at, span.error = "failed", now_ms(), error_info(exc)
-            self.recorder.span(span, open_delta=-1, failed_delta=1, error_delta=1)
+            end_span(self.recorder, span, "failed", error_info(exc))
             raise
-        span.status, span.finished_at = "completed", now_ms()
-        self.recorder.span(span, open_delta=-1)
+        end_span(self.recorder, span, "completed")
         await self.recorder.flush()
         return trace_id, emitted
 
@@ -326,52 +322,51 @@ class Runtime:
     async def run_job(self, payload: dict[str, Any], info: job_queue.JobInfo) -> float | None:
         """Run one attempt; returns seconds to wait before the next attempt, or None when done."""
         step = self.registry.get(payload["step"])
-        trace_id = payload["traceId"]
         base = int(payload.get("attemptBase") or 0)  # attempts made before a dead letter was retried
         attempt = base + info.attempt
         if not isinstance(step, BackgroundStep):
-            await self.dead_letters.add(payload, info, attempt, {"type": "UnknownStep",
-                                        "message": f"no background step named {payload['step']!r}",
-                                        "traceback": ""})  # fmt: skip
-            self.recorder.adjust_trace(trace_id, open_delta=-1, failed_delta=1)
+            await self._unknown_step(payload, info, attempt)
             return None
         if info.try_number > 1:
-            await self._mark_lost(trace_id, f"{info.job_id}:{info.try_number - 1}")
-        span = Span(
-            id=f"{info.job_id}:{info.try_number}",  # one span per run of the job
-            trace_id=trace_id,
-            step=step.name,
-            kind=step.kind,
-            parent_id=payload.get("parentId"),
-            attempt=attempt,
-            enqueued_at=info.ready_at,
-            started_at=now_ms(),
-            topic=payload.get("topic"),
-            job_id=info.job_id,
-        )
-        policy = step.retries
-        limit = base + policy.attempts
-        if attempt > limit:
+            await self._mark_lost(payload["traceId"], f"{info.job_id}:{info.try_number - 1}")
+        span = _run_span(step, payload, info, attempt)
+        if attempt > base + step.retries.attempts:
             # earlier attempts were lost with their worker: nothing more to try
-            span.status, span.finished_at = "failed", span.started_at
-            span.error = {"type": "AttemptsExhausted", "message": f"gave up after {policy.attempts} attempts "
-                          "(the last ones were lost with their worker)", "traceback": ""}  # fmt: skip
-            self.recorder.span(span, open_delta=-1, failed_delta=1, error_delta=1)
-            await self.dead_letters.add(payload, info, attempt - 1, span.error)
+            message = (
+                f"gave up after {step.retries.attempts} attempts (the last ones were lost with their worker)"
+            )
+            end_span(self.recorder, span, "failed", plain_error("AttemptsExhausted", message),
+                     finished_at=span.started_at)  # fmt: skip
+            await self.dead_letters.add(payload, info, attempt - 1, span.error or {})
             return None
         self.recorder.span(span)
         scope = self.scope(span)
         token = current_scope.set(scope)
         late_work.watch(scope)  # tasks the handler starts and leaves running are kept (late_work.py)
         scope.outbox = []  # its emits leave when it succeeds
-        error: dict[str, str] | None = None
-        retryable = True
         try:
-            try:
-                data = step.prepare_input(payload.get("data"))
-            except Exception:
-                retryable = False  # bad input does not get better by trying again
-                raise
+            outcome = await self._run_handler(step, payload, scope, attempt)
+        except asyncio.CancelledError:
+            stopped = plain_error("Interrupted", "worker stopped; the job was re-queued")
+            end_span(self.recorder, span, "interrupted", stopped, closes=False)
+            raise
+        finally:
+            current_scope.reset(token)
+            left = late_work.left_running(scope)
+        if outcome.error is None:
+            await self._succeeded(step, scope, left)
+            return None
+        return await self._failed(step, payload, info, scope, left, outcome, base)
+
+    async def _run_handler(self, step: BackgroundStep, payload: dict[str, Any], scope: SpanScope,
+                           attempt: int) -> _Outcome:  # fmt: skip
+        """The handler with its input checked and its timeout: how it ended (a CancelledError of the
+        run itself, the worker stopping, is raised)."""
+        try:
+            data = step.prepare_input(payload.get("data"))
+        except Exception as exc:  # bad input does not get better by trying again
+            return _Outcome("failed", error_info(exc), retryable=False)
+        try:
             ctx = self.context(step, scope, attempt, payload.get("topic"))
             async with asyncio.timeout(step.timeout_s) as deadline:
                 try:
@@ -390,115 +385,119 @@ class Runtime:
                 except TimeoutError as exc:
                     if deadline.expired():
                         raise
-                    raise _HandlerTimeout(exc) from exc
+                    return _Outcome("failed", error_info(exc))  # the handler's own TimeoutError
         except TimeoutError:
-            span.status = "timed_out"
-            error = {
-                "type": "TimeoutError",
-                "message": f"timed out after {step.timeout_s:g} s",
-                "traceback": "",
-            }
             _step_log(step).error("Timed out after %g s", step.timeout_s)
-        except asyncio.CancelledError:
-            span.status, span.finished_at = "interrupted", now_ms()
-            span.error = {
-                "type": "Interrupted",
-                "message": "worker stopped; the job was re-queued",
-                "traceback": "",
-            }
-            self.recorder.span(span)
-            raise
-        except _HandlerTimeout as wrapped:
-            span.status = "failed"
-            error = error_info(wrapped.args[0])
+            return _Outcome("timed_out", plain_error("TimeoutError", f"timed out after {step.timeout_s:g} s"))
         except Exception as exc:
-            span.status = "failed"
-            error = error_info(exc)
+            return _Outcome("failed", error_info(exc))
+        return _Outcome("completed")
+
+    async def _succeeded(self, step: BackgroundStep, scope: SpanScope, left: set[asyncio.Task[Any]]) -> None:
+        span = scope.span
+        if left:  # the trace stays open until they end (or the step's timeout cancels them)
+            end_span(self.recorder, span, "completed", closes=False)
+            assert span.finished_at is not None
+            late_work.keep(
+                left,
+                scope=scope,
+                deadline_s=step.timeout_s - (span.finished_at - span.started_at) / 1000,
+                on_done=lambda: self.recorder.adjust_trace(span.trace_id, open_delta=-1),
+            )
         else:
-            span.status = "completed"
-        finally:
-            current_scope.reset(token)
-            left = late_work.left_running(scope)
-        span.finished_at = now_ms()
-        if error is None:
-            if left:  # the trace stays open until they end (or the step's timeout cancels them)
-                self.recorder.span(span)
-                late_work.keep(
-                    left,
-                    scope=scope,
-                    deadline_s=step.timeout_s - (span.finished_at - span.started_at) / 1000,
-                    on_done=lambda: self.recorder.adjust_trace(trace_id, open_delta=-1),
-                )
-            else:
-                self.recorder.span(span, open_delta=-1)
-            await self.send_outbox(scope)  # with the span's end, in one round trip
-            return None
+            end_span(self.recorder, span, "completed")
+        await self.send_outbox(scope)  # with the span's end, in one round trip
+
+    async def _failed(self, step: BackgroundStep, payload: dict[str, Any], info: job_queue.JobInfo,
+                      scope: SpanScope, left: set[asyncio.Task[Any]], outcome: _Outcome,
+                      base: int) -> float | None:  # fmt: skip
+        """A failed attempt: tried again after its backoff, or the job's last, then a dead letter."""
+        span, error = scope.span, outcome.error
+        assert error is not None
         self.drop_outbox(scope)
         for task in left:  # a failed attempt's left-over work would run again with its retry
             task.cancel()
-        span.error = error
-        if retryable and attempt < limit:
-            delay = policy.delay_s(attempt - base, random.random())
-            span.will_retry, span.retry_at = True, span.finished_at + int(delay * 1000)
-            self.recorder.span(span, error_delta=1)
+        if outcome.retryable and span.attempt < base + step.retries.attempts:
+            delay = step.retries.delay_s(span.attempt - base, random.random())
+            now = now_ms()
+            span.will_retry, span.retry_at = True, now + int(delay * 1000)
+            end_span(self.recorder, span, outcome.status, error, closes=False, finished_at=now)
             return delay
-        self.recorder.span(span, open_delta=-1, failed_delta=1, error_delta=1)
-        await self.dead_letters.add(payload, info, attempt, error)
+        end_span(self.recorder, span, outcome.status, error)
+        await self.dead_letters.add(payload, info, span.attempt, error)
         return None
 
+    async def _unknown_step(self, payload: dict[str, Any], info: job_queue.JobInfo, attempt: int) -> None:
+        """A job naming no background step (the step files changed): a dead letter at once."""
+        error = plain_error("UnknownStep", f"no background step named {payload['step']!r}")
+        await self.dead_letters.add(payload, info, attempt, error)
+        self.recorder.adjust_trace(payload["traceId"], open_delta=-1, failed_delta=1)
+
     async def _mark_lost(self, trace_id: str, span_id: str) -> None:
-        """The run before this one never finished: its worker died. Say so in its span."""
+        """The run before this one never finished: its worker died. Say so in its span (written as
+        it was stored: the span is another run's)."""
         previous = await self.store.get_span(trace_id, span_id)
         if previous is None or previous.get("status") != "running":
             return
         previous.update(
             status="lost",
             finishedAt=now_ms(),
-            error={
-                "type": "WorkerLost",
-                "message": "the worker running this attempt stopped",
-                "traceback": "",
-            },
+            error=plain_error("WorkerLost", "the worker running this attempt stopped"),
         )
         self.recorder.add_raw(span_record(previous, error_delta=1))
 
-    # --- worker heartbeat: cron ticks and liveness --------------------------------------------------
 
-    async def heartbeat(self) -> None:
-        now = now_ms()
-        if now - self._last_beat < 100:
-            return
-        beat_second = now // 1000 != self._last_beat // 1000
-        self._last_beat = now
-        if beat_second:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.zadd(keys.WORKERS, {self.worker_id: now})
-                pipe.zremrangebyscore(keys.WORKERS, "-inf", now - 60_000)
-                await pipe.execute()
-        await self.schedule_cron(datetime.now().astimezone())
+def end_span(
+    recorder: Recorder,
+    span: Span,
+    status: SpanStatus,
+    error: dict[str, str] | None = None,
+    *,
+    closes: bool = True,
+    final: bool | None = None,
+    finished_at: int | None = None,
+) -> None:
+    """The one way a span ends: its status, error and end time, and the trace's counters.
 
-    async def schedule_cron(self, moment: datetime, window_s: float = 1.0) -> None:
-        """Enqueue each cron tick due within `window_s`, claimed so one worker in all does it."""
-        for step in self.registry.cron_steps():
-            assert step.schedule is not None
-            nxt = self._next_cron.get(step.name)
-            if nxt is None:
-                nxt = self._next_cron[step.name] = step.schedule.next_after(moment)
-            while nxt.timestamp() <= moment.timestamp() + window_s:
-                tick_ms = int(nxt.timestamp() * 1000)
-                claim = f"{keys.CRON_CLAIM}{step.name}:{tick_ms}"
-                if tick_ms >= now_ms() - 60_000 and await job_queue.claim_once(self.redis, claim):
-                    await self.enqueue_step(
-                        step,
-                        None,
-                        run_at_ms=tick_ms,
-                        job_id=f"cron:{step.name}:{tick_ms}",
-                        label=f"cron {step.cron}",
-                    )
-                nxt = self._next_cron[step.name] = step.schedule.next_after(nxt)
+    `closes`: the span's end closes its part of the trace (open - 1); not for a run that is tried
+    again, was interrupted, or left work running. `final` (by default `closes`): a failed status is
+    the trace's failure (failed + 1). A failed status always counts as one of the trace's errors."""
+    span.status = status
+    span.finished_at = finished_at if finished_at is not None else now_ms()
+    if error is not None:
+        span.error = error
+    failing = status in FAILED
+    recorder.span(
+        span,
+        open_delta=-1 if closes else 0,
+        failed_delta=1 if failing and (closes if final is None else final) else 0,
+        error_delta=1 if failing else 0,
+    )
 
-    async def workers_alive(self) -> int:
-        return int(await self.redis.zcount(keys.WORKERS, now_ms() - 5000, "+inf"))
+
+def _run_span(step: BackgroundStep, payload: dict[str, Any], info: job_queue.JobInfo, attempt: int) -> Span:
+    return Span(
+        id=f"{info.job_id}:{info.try_number}",  # one span per run of the job
+        trace_id=payload["traceId"],
+        step=step.name,
+        kind=step.kind,
+        parent_id=payload.get("parentId"),
+        attempt=attempt,
+        enqueued_at=info.ready_at,
+        started_at=now_ms(),
+        topic=payload.get("topic"),
+        job_id=info.job_id,
+    )
+
+
+@dataclass
+class _Outcome:
+    """How a handler's run ended: its span status, and for a failure its error and whether a retry
+    could help."""
+
+    status: SpanStatus
+    error: dict[str, str] | None = None
+    retryable: bool = True
 
 
 def _step_log(step: Step) -> logging.Logger:
@@ -508,7 +507,3 @@ def _step_log(step: Step) -> logging.Logger:
 
 class RetryRefused(Exception):
     """A dead letter that cannot be retried; it is kept, and the message says why."""
-
-
-class _HandlerTimeout(Exception):
-    """A TimeoutError raised by the handler itself (not our deadline): an ordinary failure."""

@@ -1,13 +1,18 @@
-"""The worker process: runs event and cron steps from the queue."""
+"""The worker process: runs event and cron steps from the queue, enqueues cron ticks, and says it
+is alive (`Liveness`: the workers list the health checks and the status header read)."""
 
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from . import job_queue, keys
+from .cron_scheduler import CronScheduler
 from .handler_watch import cancel_detached
+from .ids import now_ms
 from .registry import Registry
 from .runtime import Runtime
 from .settings import Settings
@@ -32,6 +37,49 @@ async def open_connections(redis: Redis, n: int) -> None:
             await pool.release(connection)
 
 
+ALIVE_MS = 5000  # a worker whose last beat is older than this is not counted alive
+FORGET_MS = 60_000  # a worker silent this long leaves the list
+
+
+class Liveness:
+    """This worker's entry in the workers list (`keys.WORKERS`: worker id -> last beat ms)."""
+
+    def __init__(self, redis: Redis, worker_id: str | None = None) -> None:
+        self.redis = redis
+        self.worker_id = worker_id or job_queue.worker_name()
+
+    async def beat(self, now: int) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(keys.WORKERS, {self.worker_id: now})
+            pipe.zremrangebyscore(keys.WORKERS, "-inf", now - FORGET_MS)
+            await pipe.execute()
+
+
+async def workers_alive(redis: Redis) -> int:
+    """How many workers beat within the last `ALIVE_MS`."""
+    return int(await redis.zcount(keys.WORKERS, now_ms() - ALIVE_MS, "+inf"))
+
+
+class Heartbeat:
+    """What the worker loop calls every iteration: at most every 100 ms the cron ticks due, and once
+    a second the worker's beat."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.liveness = Liveness(runtime.redis)
+        self.cron = CronScheduler(runtime)
+        self._last = 0
+
+    async def __call__(self) -> None:
+        now = now_ms()
+        if now - self._last < 100:
+            return
+        beat_second = now // 1000 != self._last // 1000
+        self._last = now
+        if beat_second:
+            await self.liveness.beat(now)
+        await self.cron.tick(datetime.now().astimezone())
+
+
 def max_timeout(registry: Registry) -> float:
     timeouts = [s.timeout_s for s in registry.background_steps()]
     return max(timeouts, default=30.0)
@@ -47,7 +95,7 @@ async def run_worker(
     worker = make_worker(
         settings.redis_url,
         run_job=runtime.run_job,
-        heartbeat=runtime.heartbeat,
+        heartbeat=Heartbeat(runtime),
         concurrency=settings.concurrency,
         poll_delay_s=settings.poll_delay_s,
         lease_s=settings.lease_s,

@@ -123,3 +123,8 @@ def trace_from_hash(raw: dict[str, str]) -> dict[str, Any]:
     start, end = data["start"], data["end"]
     data["durationMs"] = (end - start) if (start and end and data["status"] != "running") else None
     return data
+
+
+def plain_error(type_: str, message: str) -> dict[str, str]:
+    """An error of ours (not an exception's): its type and message, no traceback."""
+    return {"type": type_, "message": message, "traceback": ""}

@@ -20,10 +20,10 @@ from redis.exceptions import RedisError
 from ..http import ApiRequest, as_response
 from ..ids import new_id, now_ms
 from ..json_values import MAX_DEPTH, UnfitJson, check_value, parse_json
-from ..runtime import Runtime
+from ..runtime import Runtime, end_span
 from ..step_config import ApiStep
 from ..tracing.recorder import current_scope
-from ..tracing.records import Span, error_info
+from ..tracing.records import Span, SpanStatus, error_info
 from .api_invoke import invoke
 from .params import json_body
 
@@ -131,13 +131,9 @@ def build_route(step: ApiStep, runtime: Runtime) -> HTTPRouteHandler:
     def finish(span: Span, http_status: int, error: BaseException | None = None) -> None:
         """The one way a request's span ends: failed on a 5xx (a 5xx counts as the trace's failure
         and error), else completed; `error`, when given, is kept on the span."""
-        failed = 1 if http_status >= 500 else 0
-        span.status = "failed" if failed else "completed"
-        span.finished_at = now_ms()
-        if error is not None:
-            span.error = error_info(error)
         span.http = {**(span.http or {}), "status": http_status}
-        recorder.span(span, open_delta=-1, failed_delta=failed, error_delta=failed)
+        status: SpanStatus = "failed" if http_status >= 500 else "completed"
+        end_span(recorder, span, status, error_info(error) if error is not None else None)
 
     async def call(span: Span, api_request: ApiRequest) -> Response[Any]:
         """Run the handler inside the span; the span ends however the handler does. Its emits leave
@@ -174,9 +170,9 @@ def build_route(step: ApiStep, runtime: Runtime) -> HTTPRouteHandler:
         try:
             await runtime.send_outbox(scope)
         except RedisError as exc:  # its emits could not leave: the client gets the 503 the span says
-            span.status, span.error = "failed", error_info(exc)
             span.http = {**(span.http or {}), "status": 503}
-            recorder.span(span, failed_delta=1, error_delta=1)
+            end_span(recorder, span, "failed", error_info(exc), closes=False, final=True,
+                     finished_at=span.finished_at)  # fmt: skip
             raise
         return Response(
             content=content,

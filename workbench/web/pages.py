@@ -24,6 +24,7 @@ from ..registry import Registry
 from ..runtime import RetryRefused, Runtime
 from ..step_config import CronStep
 from ..tracing.filters import LEVELS
+from ..worker import workers_alive
 from . import views
 from .compare_page import ComparePage
 from .forms import QuickForm, example_body, featured_step, json_schema, topic_example
@@ -357,7 +358,7 @@ class WorkbenchPages(Controller):
         runtime = runtime_of(request)
         try:
             await runtime.redis.ping()
-            workers = await runtime.workers_alive()
+            workers = await workers_alive(runtime.redis)
             dead = await runtime.dead_letters.count()
             running, _ = await runtime.store.list_traces(status="running", limit=50, scan_budget=500)
             context = {"redis": True, "workers": workers, "dead": dead, "running": len(running), "reason": ""}

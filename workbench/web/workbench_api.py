@@ -15,6 +15,7 @@ from ..job_queue import queue_stats
 from ..json_values import UnfitJson, check_value
 from ..runtime import RetryRefused
 from ..step_config import CronStep
+from ..worker import workers_alive
 from .params import Level, Limit, LogCursor, Millis, Status, Text, TraceCursor, json_body
 from .runtime_access import fresh, runtime_of
 from .serializers import cron_json, step_json
@@ -35,7 +36,7 @@ class WorkbenchApi(Controller):
         process = {"sseClients": len(request.app.state.feed.subscribers), "tasks": len(asyncio.all_tasks())}
         try:
             await runtime.redis.ping()
-            workers = await runtime.workers_alive()
+            workers = await workers_alive(runtime.redis)
             stats = await queue_stats(runtime.redis)
             dead = await runtime.dead_letters.count()
             return {"redis": "ok", "workers": workers, "queue": stats, "deadLetters": dead, "web": process}
