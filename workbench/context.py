@@ -7,7 +7,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .otel import traceparent
 from .state import State
+from .tracing.recorder import current_scope
 
 if TYPE_CHECKING:
     from .step_config import Step
@@ -112,6 +114,14 @@ class Context:
     @property
     def flows(self) -> list[str]:
         return list(self.step.flows)
+
+    @property
+    def traceparent(self) -> str:
+        """The W3C `traceparent` of the running span, for outgoing calls: the callee's trace joins this
+        one (the same ids with export off or on; see `workbench.otel`)."""
+        scope = current_scope.get()
+        span_id = scope.span.id if scope is not None and scope.trace_id == self.trace_id else self.trace_id
+        return traceparent(self.trace_id, span_id)
 
     async def emit(self, topic: str | Mapping[str, Any], data: Any = _NO_DATA) -> None:
         """Send an event: one background job per step subscribed to `topic`, in this trace.

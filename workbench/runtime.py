@@ -23,6 +23,7 @@ from .deadletters import DeadLetters
 from .handler_watch import Watched
 from .ids import new_id, now_ms
 from .json_values import check_value
+from .otel import Telemetry, from_env
 from .registry import Registry
 from .settings import Settings
 from .state import State
@@ -69,6 +70,7 @@ class Runtime:
     # a handler running this long without yielding to the event loop is named in its span and the
     # terminal (everything else in the process waited meanwhile)
     block_warn_s = 1.0
+    telemetry: Telemetry | None = None  # OpenTelemetry export (workbench/otel.py), set by start()
 
     def __init__(self, settings: Settings, registry: Registry, redis: Redis | None = None) -> None:
         self.settings = settings
@@ -99,6 +101,9 @@ class Runtime:
         late_work.install(asyncio.get_running_loop())
         self.recorder.start()
         self._retention_task = asyncio.get_running_loop().create_task(self._retention_loop())
+        self.telemetry = from_env(self.settings, self.registry)
+        if self.telemetry is not None:
+            self.telemetry.watch(self.recorder)
 
     async def stop(self) -> None:
         if self._retention_task:
@@ -107,6 +112,8 @@ class Runtime:
             await asyncio.wait_for(self.recorder.stop(), 3)
         except (TimeoutError, Exception) as exc:  # Redis away at shutdown: records are lost, say so
             log.warning("could not write the last trace records: %s", exc)
+        if self.telemetry is not None:  # the last spans and logs, sent (bounded)
+            await self.telemetry.stop()
         await self.redis.aclose()
 
     async def _retention_loop(self) -> None:

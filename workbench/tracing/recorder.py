@@ -33,6 +33,7 @@ log = logging.getLogger("workbench.recorder")
 _limited = Limited(log)
 
 SpanObserver = Callable[[Span], None]
+LogObserver = Callable[[Event], None]
 
 
 class Recorder:
@@ -68,6 +69,8 @@ class Recorder:
         # called with each span record that reaches a finished status (metrics subscribe here);
         # called in the recording task, so an observer must be quick and must not block
         self.on_span_end: list[SpanObserver] = list(Recorder.process_observers)
+        # called with each log line recorded in a span (OpenTelemetry export subscribes here), as quick
+        self.on_log: list[LogObserver] = []
 
     # observers every Recorder made from now on starts with: a worker process subscribes its
     # metrics here before `run_worker` builds its runtime
@@ -249,6 +252,12 @@ class Recorder:
         self._add(record)
 
     def event(self, event: Event) -> None:
+        if self.on_log and event.kind == "log":
+            for observe in self.on_log:
+                try:
+                    observe(event)
+                except Exception:  # an observer never breaks the run it watches
+                    log.exception("a log observer failed")
         if self.enabled:
             self._add(event_record(event.to_json()))
 

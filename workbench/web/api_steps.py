@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from ..http import ApiRequest, as_response
 from ..ids import new_id, now_ms
 from ..json_values import MAX_DEPTH, UnfitJson, check_value, parse_json
+from ..otel import join_trace
 from ..runtime import Runtime, end_span
 from ..step_config import ApiStep
 from ..tracing.recorder import current_scope
@@ -116,14 +117,20 @@ def build_route(step: ApiStep, runtime: Runtime) -> HTTPRouteHandler:
     def start_span(request: Request[Any, Any, Any]) -> Span:
         """A new trace with this request's span open in it (the trace's one open span)."""
         started = now_ms()
-        trace_id = runtime.begin_trace(entry=step.name, kind="api", label=label, open_=1)
+        http = {"method": request.method, "path": request.url.path}
+        joined = join_trace(request.headers.get("traceparent"))  # a W3C caller's trace (see otel.py)
+        if joined is None:
+            trace_id = runtime.begin_trace(entry=step.name, kind="api", label=label, open_=1)
+        else:
+            trace_id, http["traceparent"] = joined.trace_id, joined.traceparent
+            recorder.open_trace(trace_id, entry=step.name, kind="api", label=label, start=started, open_=1)
         span = Span(
             id=new_id(),
             trace_id=trace_id,
             step=step.name,
             kind="api",
             started_at=started,
-            http={"method": request.method, "path": request.url.path},
+            http=http,
         )
         recorder.span(span)
         return span
