@@ -28,6 +28,7 @@ from ..worker import workers_alive
 from . import views
 from .compare_page import ComparePage
 from .forms import QuickForm, example_body, featured_step, json_schema, topic_example
+from .health import memory_pressure
 from .live_html import html_stream
 from .params import Level, LogCursor, Status, Text, TraceCursor
 from .runtime_access import fresh, runtime_of
@@ -362,6 +363,7 @@ class WorkbenchPages(Controller):
             dead = await runtime.dead_letters.count()
             running, _ = await runtime.store.list_traces(status="running", limit=50, scan_budget=500)
             context = {"redis": True, "workers": workers, "dead": dead, "running": len(running), "reason": ""}
+            context["memory"] = memory_pressure(await runtime.redis.info("memory"))  # None: no maxmemory
         except Exception as exc:
             reason = str(exc) or type(exc).__name__
             context = {"redis": False, "workers": None, "dead": None, "running": None, "reason": reason}
