@@ -190,6 +190,92 @@
     }
   });
 
+  // --- debugging actions on a trace: replay, run again, re-emit, copy as curl (replay_panel.html) -------
+  // a `form.wb-action` posts its fields as JSON to its data-url: text as it is, data-parse="json" parsed
+  // (left out when empty: the recorded value is used), data-parse="headers" "name: value" lines; the
+  // answer's new trace opens, a refusal is shown in place (escaped)
+  function wbHeaders(text) {
+    var out = {};
+    text.split("\n").forEach(function (line, i) {
+      if (!line.trim()) return;
+      var at = line.indexOf(":");
+      if (at < 1) throw new Error("headers: line " + (i + 1) + " is not \u201cname: value\u201d");
+      out[line.slice(0, at).trim().toLowerCase()] = line.slice(at + 1).trim();
+    });
+    return out;
+  }
+
+  document.addEventListener("submit", async function (evt) {
+    var form = evt.target;
+    if (!form.classList.contains("wb-action")) return;
+    evt.preventDefault();
+    var out = form.querySelector(".wb-action-result");
+    var body = {};
+    try {
+      form.querySelectorAll("[name]").forEach(function (el) {
+        if (el.dataset.parse === "json") {
+          if (!el.value.trim()) return;
+          try { body[el.name] = JSON.parse(el.value); }
+          catch (err) { throw new Error(el.name + ": not valid JSON (" + err.message + ")"); }
+        } else if (el.dataset.parse === "headers") body[el.name] = wbHeaders(el.value);
+        else body[el.name] = el.value;
+      });
+    } catch (err) {
+      out.innerHTML = '<div class="result bad">' + esc(err.message) + "</div>";
+      return;
+    }
+    var button = form.querySelector("button[type=submit]");
+    if (button) button.disabled = true;
+    try {
+      var resp = await fetch(form.dataset.url, {
+        method: "POST",
+        headers: { "X-Workbench": "1", "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      var text = await resp.text();
+      var data = null;
+      try { data = JSON.parse(text); } catch (e) { /* not JSON */ }
+      if (resp.ok && data && data.traceId) {
+        window.location.assign(wbUrl("trace", { trace_id: data.traceId }));
+        return;
+      }
+      out.innerHTML = '<div class="result bad">' + resp.status + ": " + esc((data && data.detail) || text) + "</div>";
+    } catch (err) {
+      out.innerHTML = '<div class="result bad">Request failed: ' + esc(err.message) + "</div>";
+    } finally {
+      if (button) button.disabled = false;
+    }
+  });
+
+  document.addEventListener("click", function (evt) {
+    var toggle = evt.target.closest && evt.target.closest("[data-wb-toggle]");
+    if (toggle) {
+      var target = document.getElementById(toggle.dataset.wbToggle);
+      target.hidden = !target.hidden;
+      var first = target.querySelector("textarea, input");
+      if (!target.hidden && first) first.focus();
+      return;
+    }
+    var copy = evt.target.closest && evt.target.closest("[data-wb-copy]");
+    if (!copy) return;
+    var source = document.getElementById(copy.dataset.wbCopy);
+    var said = copy.closest(".replay-panel").querySelector(".wb-copied");
+    source.hidden = false;  // shown as well as copied
+    function copied(ok) { said.textContent = ok ? "Copied to the clipboard" : "Select the command below to copy it"; }
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(source.textContent).then(function () { copied(true); }, function () { copied(false); });
+    } else {
+      var range = document.createRange();
+      range.selectNodeContents(source);
+      var selection = window.getSelection();
+      selection.removeAllRanges();
+      selection.addRange(range);
+      var ok = false;
+      try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
+      copied(ok);
+    }
+  });
+
   // --- small helpers used from templates -----------------------------------------------------------------
   window.wbToggleTheme = function () {
     var root = document.documentElement;

@@ -310,6 +310,10 @@ def parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate every step file; non-zero exit on any invalid one")
     common(check)
     check.set_defaults(fn=cmd_check)
+
+    from .replay_cli import add_commands as add_debug_commands  # replay, rerun, reemit, export-test
+
+    add_debug_commands(sub, common)
     return p
 
 

@@ -20,6 +20,7 @@ EVENTS = PREFIX + "events:"  # + trace id: list of span events (logs, emits, sta
 LOGS = PREFIX + "logs"  # stream of every log line (capped), newest last
 FEED = PREFIX + "feed"  # stream of live records for the UI (capped)
 STREAM_SIZES = PREFIX + "stream-sizes"  # hash: feed, logs -> their entries' average size (their size caps)
+REPLAYS = PREFIX + "replays:"  # + trace id: zset of the traces replayed / rerun from it -> ms (replay.py)
 
 # reliability
 DEAD = PREFIX + "dead"  # zset: dead letter id -> ms

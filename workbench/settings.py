@@ -81,6 +81,7 @@ class Settings:
     feed_max_bytes: int = 32 << 20  # the live feed's size in Redis (its oldest entries go first); 0: none
     logs_max_bytes: int = 128 << 20  # the log stream's size in Redis; 0: none
     payload_cap: int = 4096  # bytes of an emit payload kept in a trace
+    exchange_cap: int = 65536  # bytes of an API request's body (and of its response's) a span keeps; 0: none
     span_log_cap: int = 1000  # log lines a span keeps ...
     span_log_bytes: int = 1 << 20  # ... and bytes of them
     field_cap: int = 8192  # bytes of one log field kept (longer ones are cut, marked)
@@ -118,6 +119,7 @@ class Settings:
             feed_max_bytes=_env_int("WORKBENCH_FEED_MAX_BYTES", cls.feed_max_bytes),
             logs_max_bytes=_env_int("WORKBENCH_LOGS_MAX_BYTES", cls.logs_max_bytes),
             dead_letters_max=_env_int("WORKBENCH_DEAD_LETTERS_MAX", cls.dead_letters_max),
+            exchange_cap=_env_int("WORKBENCH_EXCHANGE_CAP", cls.exchange_cap),
             span_log_cap=_env_int("WORKBENCH_SPAN_LOGS", cls.span_log_cap),
             span_log_bytes=_env_int("WORKBENCH_SPAN_LOG_BYTES", cls.span_log_bytes),
             field_cap=_env_int("WORKBENCH_FIELD_CAP", cls.field_cap),

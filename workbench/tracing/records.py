@@ -38,6 +38,8 @@ class Span:
     error: dict[str, str] | None = None  # type, message, traceback
     will_retry: bool = False  # a failed attempt that is followed by another
     retry_at: int | None = None
+    # an API span's request and response, bounded (workbench/replay.py: what "Replay" re-sends)
+    exchange: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         # written out (not dataclasses.asdict): this runs twice for every step run
@@ -58,6 +60,7 @@ class Span:
             "error": self.error,
             "willRetry": self.will_retry,
             "retryAt": self.retry_at,
+            "exchange": self.exchange,
         }
 
 
@@ -119,6 +122,10 @@ def trace_from_hash(raw: dict[str, str]) -> dict[str, Any]:
     data["spans"] = data["spans"] or 0
     data["errors"] = data["errors"] or 0
     data["steps"] = [s for s in raw.get("steps", "").split(",") if s]
+    if raw.get("replayOf"):  # a trace started from another one (replay.py): which, and how
+        data["replayOf"] = raw["replayOf"]
+        data["replayKind"] = raw.get("replayKind") or "replay"
+        data["replayOfSpan"] = raw.get("replayOfSpan") or None
     data["status"] = trace_status(data.pop("open"), data["failed"])
     start, end = data["start"], data["end"]
     data["durationMs"] = (end - start) if (start and end and data["status"] != "running") else None

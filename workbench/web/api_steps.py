@@ -21,6 +21,7 @@ from ..http import ApiRequest, as_response
 from ..ids import new_id, now_ms
 from ..json_values import MAX_DEPTH, UnfitJson, check_value, parse_json
 from ..otel import join_trace
+from ..replay import capture_request, capture_response
 from ..runtime import Runtime, end_span
 from ..step_config import ApiStep
 from ..tracing.recorder import current_scope
@@ -113,6 +114,7 @@ def _api_request(request: Request[Any, Any, Any], body: Any, parsed: Any) -> Api
 def build_route(step: ApiStep, runtime: Runtime) -> HTTPRouteHandler:
     recorder = runtime.recorder
     label = f"{step.method} {step.path}"
+    exchange_cap = runtime.settings.exchange_cap
 
     def start_span(request: Request[Any, Any, Any]) -> Span:
         """A new trace with this request's span open in it (the trace's one open span)."""
@@ -139,6 +141,8 @@ def build_route(step: ApiStep, runtime: Runtime) -> HTTPRouteHandler:
         """The one way a request's span ends: failed on a 5xx (a 5xx counts as the trace's failure
         and error), else completed; `error`, when given, is kept on the span."""
         span.http = {**(span.http or {}), "status": http_status}
+        if span.exchange is not None and "response" not in span.exchange:  # no body: an error answer
+            span.exchange["response"] = {"status": http_status, "body": "", "bodyCut": None}
         status: SpanStatus = "failed" if http_status >= 500 else "completed"
         end_span(recorder, span, status, error_info(error) if error is not None else None)
 
@@ -173,6 +177,8 @@ def build_route(step: ApiStep, runtime: Runtime) -> HTTPRouteHandler:
             current_scope.reset(token)
         if result.status >= 500:
             runtime.drop_outbox(scope)
+        if span.exchange is not None:  # the answer as sent (already encoded), for replays
+            capture_response(span.exchange, result.status, content, exchange_cap)
         finish(span, result.status)
         try:
             await runtime.send_outbox(scope)
@@ -196,6 +202,9 @@ def build_route(step: ApiStep, runtime: Runtime) -> HTTPRouteHandler:
         else:
             body = None
         span = start_span(request)
+        if exchange_cap:  # the request as served (its body as read already), for replays
+            raw = await request.body() if request.method in _BODY_METHODS else b""
+            span.exchange = capture_request(request.scope, raw, exchange_cap)
         return await call(span, _api_request(request, body, parsed))
 
     if step.body_model is not None:

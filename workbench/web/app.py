@@ -26,6 +26,7 @@ from ..tracing.feed import FeedHub
 from ..ui_files import ui_dir
 from .api_options import options_routes
 from .api_steps import build_route
+from .debug_api import DebugApi, DebugPages
 from .guard import guard_middleware
 from .health import health_routes
 from .metrics_route import metrics_routes
@@ -109,6 +110,7 @@ def create_app(settings: Settings, registry: Registry, runtime: Runtime | None =
         from .templating import template_config
 
         route_handlers += [WorkbenchApi, stream, *page_handlers(registry), ComparePage, CompareApi]
+        route_handlers += [DebugApi, DebugPages]  # replay, rerun, re-emit, curl, save as test
         route_handlers.append(
             create_static_files_router(
                 path=STATIC,

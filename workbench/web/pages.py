@@ -27,6 +27,7 @@ from ..tracing.filters import LEVELS
 from ..worker import workers_alive
 from . import views
 from .compare_page import ComparePage
+from .debug_api import DebugApi, DebugPages
 from .forms import QuickForm, example_body, featured_step, json_schema, topic_example
 from .health import memory_pressure
 from .live_html import html_stream
@@ -379,6 +380,8 @@ URLS = Urls.of(
     WorkbenchPages,
     ComparePage,
     html_stream,
+    DebugPages,  # the trace page's replay / rerun panels and the debugging API they post to
+    DebugApi,
     extra={"static": f"{STATIC}/{{file:path}}", "openapi": OPENAPI},
 )
 
