@@ -85,9 +85,7 @@ class MotiaState:
         return await self._state.set(group, key, value)
 
     async def delete(self, group: str, key: str) -> Any:
-        old = await self._state.get(group, key)
-        await self._state.delete(group, key)
-        return old
+        return await self._state.take(group, key)  # one round trip, recorded as one delete
 
     async def get_group(self, group: str) -> list[Any]:
         return list((await self._state.get_group(group)).values())

@@ -80,7 +80,7 @@ class Settings:
     logs_maxlen: int = 100_000  # log stream length
     feed_max_bytes: int = 32 << 20  # the live feed's size in Redis (its oldest entries go first); 0: none
     logs_max_bytes: int = 128 << 20  # the log stream's size in Redis; 0: none
-    payload_cap: int = 4096  # bytes of an emit payload kept in a trace
+    payload_cap: int = 4096  # bytes of an emit payload, or of a state value before / after, kept in a trace
     exchange_cap: int = 65536  # bytes of an API request's body (and of its response's) a span keeps; 0: none
     span_log_cap: int = 1000  # log lines a span keeps ...
     span_log_bytes: int = 1 << 20  # ... and bytes of them
@@ -116,6 +116,7 @@ class Settings:
             retention_age_s=_env_int("WORKBENCH_RETENTION_AGE", cls.retention_age_s),
             feed_maxlen=_env_int("WORKBENCH_FEED_MAXLEN", cls.feed_maxlen),
             logs_maxlen=_env_int("WORKBENCH_LOGS_MAXLEN", cls.logs_maxlen),
+            payload_cap=_env_int("WORKBENCH_PAYLOAD_CAP", cls.payload_cap),
             feed_max_bytes=_env_int("WORKBENCH_FEED_MAX_BYTES", cls.feed_max_bytes),
             logs_max_bytes=_env_int("WORKBENCH_LOGS_MAX_BYTES", cls.logs_max_bytes),
             dead_letters_max=_env_int("WORKBENCH_DEAD_LETTERS_MAX", cls.dead_letters_max),

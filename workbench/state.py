@@ -1,7 +1,12 @@
 """`ctx.state`: JSON values in Redis, grouped (one hash per group), shared by every process.
 
-Each operation is recorded in the running span (op, group, key), so a trace shows what a step
-read and wrote.
+Inside a traced span each operation is recorded with what it did: the value before and after a
+write (capped like an emit's payload, `WORKBENCH_PAYLOAD_CAP`), the value a read found, the count a
+group read or clear saw. The value replaced comes back from the write itself (`lua/state_write.lua`,
+`lua/compare_and_set.lua`): no extra round trip. In the same call the key's change list
+(`wb:state-changes:…`, the State page's "changed by") gets the span, capped at `changes_kept`
+entries, expiring after `changes_ttl_s` and deleted with its key. Outside a span (the workbench's
+own edits), or with tracing off, an operation is the plain command it always was.
 """
 
 from __future__ import annotations
@@ -13,19 +18,62 @@ from typing import Any
 from redis.asyncio import Redis
 
 from . import keys, lua
+from .ids import now_ms
 from .json_values import check_value
-from .tracing.recorder import current_scope
+from .settings import Settings
+from .tracing.recorder import SpanScope, current_scope
+from .tracing.records import cap_json
+
+# key -> the spans that changed it, newest first (a list of JSON entries); see `changes_key`
+STATE_CHANGES = keys.PREFIX + "state-changes:"
 
 
-def _record(op: str, group: str, key: str | None) -> None:
+def changes_key(group: str, key: str) -> str:
+    """`wb:state-changes:<len(group)>:<group>:<key>`: the length keeps `a:b`/`c` apart from `a`/`b:c`."""
+    return f"{STATE_CHANGES}{len(group)}:{group}:{key}"
+
+
+def _traced() -> SpanScope | None:
     scope = current_scope.get()
-    if scope is not None:
-        scope.state(op, group, key)
+    return scope if scope is not None and scope.recorder.enabled else None
 
 
 def _dumps(value: Any) -> str:
     """The stored form of a value; refuses (UnfitJson, a ValueError) what could not be shown again."""
     return json.dumps(check_value(value), separators=(",", ":"), default=str)
+
+
+def _entry(scope: SpanScope, op: str) -> str:
+    span = scope.span
+    return json.dumps(
+        {"traceId": span.trace_id, "spanId": span.id, "step": span.step, "op": op, "ts": now_ms()},
+        separators=(",", ":"),
+    )
+
+
+class _Change:
+    """What one operation did, as its span records it (values capped at the recorder's payload cap)."""
+
+    def __init__(self, scope: SpanScope) -> None:
+        self.scope = scope
+        self.cap = scope.recorder.payload_cap
+        self.data: dict[str, Any] = {}
+
+    def value(self, name: str, value: Any, text: str | None = None) -> _Change:
+        kept, cut = cap_json(value, text if text is not None else _dumps(value), self.cap)
+        self.data[name] = kept
+        if cut:
+            self.data["truncated"] = True
+        return self
+
+    def stored(self, name: str, raw: str | None) -> _Change:
+        """A value as Redis holds it (None: the key was absent, and `name` is left out)."""
+        if raw is not None:
+            self.value(name, json.loads(raw), raw)
+        return self
+
+    def record(self, op: str, group: str, key: str | None, **more: Any) -> None:
+        self.scope.state(op, group, key, **self.data, **more)
 
 
 class State:
@@ -34,6 +82,9 @@ class State:
         self.redis: Any = redis
         self._listed: set[str] = set()  # groups this process has already added to the group list
         self._compare_and_set = redis.register_script(lua.load("compare_and_set"))
+        self._write = redis.register_script(lua.load("state_write"))
+        self.changes_kept = 10  # spans a key's change list keeps
+        self.changes_ttl_s = Settings.retention_age_s  # as long as traces are kept by default
 
     async def _list_group(self, group: str) -> None:
         """Name the group in the list of groups once per process (a list only ever grows;
@@ -42,36 +93,75 @@ class State:
             await self.redis.sadd(keys.STATE_GROUPS, group)
             self._listed.add(group)
 
+    async def _traced_write(self, scope: SpanScope | None, op: str, group: str, key: str, arg: Any) -> Any:
+        """One script call: the write, the key's change list (when `scope`), the group's listing."""
+        unlisted = group if op != "delete" and group not in self._listed else ""
+        entry = _entry(scope, op) if scope else ""
+        result = await self._write(
+            keys=[keys.STATE + group, changes_key(group, key), keys.STATE_GROUPS],
+            args=[op, key, arg, entry, self.changes_kept, self.changes_ttl_s, unlisted],
+        )
+        if unlisted:
+            self._listed.add(group)
+        return result
+
     async def get(self, group: str, key: str) -> Any:
-        _record("get", group, key)
         raw = await self.redis.hget(keys.STATE + group, key)
+        if (scope := _traced()) is not None:
+            _Change(scope).stored("value", raw).record("get", group, key)
         return None if raw is None else json.loads(raw)
 
     async def set(self, group: str, key: str, value: Any) -> Any:
         check_value(key, what="key")
-        _record("set", group, key)
-        await self._list_group(group)
-        await self.redis.hset(keys.STATE + group, key, _dumps(value))
+        raw = _dumps(value)
+        if (scope := _traced()) is None:
+            await self._list_group(group)
+            await self.redis.hset(keys.STATE + group, key, raw)
+            return value
+        old = await self._traced_write(scope, "set", group, key, raw)
+        _Change(scope).stored("before", old).value("after", value, raw).record("set", group, key)
         return value
 
     async def delete(self, group: str, key: str) -> bool:
-        _record("delete", group, key)
-        return bool(await self.redis.hdel(keys.STATE + group, key))
+        return await self._take(group, key) is not None
+
+    async def take(self, group: str, key: str) -> Any:
+        """Delete a key and return the value it held (None if it was absent): one round trip."""
+        raw = await self._take(group, key)
+        return None if raw is None else json.loads(raw)
+
+    async def _take(self, group: str, key: str) -> str | None:
+        scope = _traced()
+        raw: str | None = await self._traced_write(None, "delete", group, key, "")
+        if scope is not None:
+            _Change(scope).stored("before", raw).record("delete", group, key)
+        return raw
 
     async def get_group(self, group: str) -> dict[str, Any]:
-        _record("get_group", group, None)
         raw = await self.redis.hgetall(keys.STATE + group)
+        if (scope := _traced()) is not None:
+            scope.state("get_group", group, None, count=len(raw))
         return {k: json.loads(v) for k, v in raw.items()}
 
     async def clear(self, group: str) -> None:
-        _record("clear", group, None)
-        await self.redis.delete(keys.STATE + group)
+        """Delete the group, and the change lists of its keys."""
+        names = await self.redis.hkeys(keys.STATE + group)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(keys.STATE + group)
+            for start in range(0, len(names), 500):
+                pipe.delete(*(changes_key(group, k) for k in names[start : start + 500]))
+            await pipe.execute()
+        if (scope := _traced()) is not None:
+            scope.state("clear", group, None, count=len(names))
 
     async def increment(self, group: str, key: str, by: int = 1) -> int:
         """An atomic counter (for ids); stored like any other value."""
-        _record("increment", group, key)
-        await self._list_group(group)
-        return int(await self.redis.hincrby(keys.STATE + group, key, by))
+        if (scope := _traced()) is None:
+            await self._list_group(group)
+            return int(await self.redis.hincrby(keys.STATE + group, key, by))
+        after = int(await self._traced_write(scope, "increment", group, key, by))
+        scope.state("increment", group, key, before=after - by, after=after)
+        return after
 
     async def update(self, group: str, key: str, change: Callable[[Any], Awaitable[Any] | Any]) -> Any:
         """Read, change and write one value with no lost update: `change(old)` returns the new value
@@ -79,20 +169,56 @@ class State:
 
         The write is a compare-and-set on this key alone (a script), not a WATCH on the group's
         hash: writers of other keys in the group (every pet in `pets`) do not make it start over."""
-        _record("update", group, key)
         name = keys.STATE + group
+        scope = _traced()
+        tries = 0
         while True:
+            tries += 1
             raw = await self.redis.hget(name, key)
             old = None if raw is None else json.loads(raw)
             new = change(old)
             if hasattr(new, "__await__"):
                 new = await new
             if new is None:
+                if scope is not None:
+                    _Change(scope).stored("before", raw).stored("after", raw).record(
+                        "update", group, key, changed=False
+                    )
                 return old
+            text = _dumps(new)
             expected = ["0", ""] if raw is None else ["1", raw]
-            if await self._compare_and_set(keys=[name], args=[key, *expected, _dumps(new)]):
+            traced: list[Any] = (
+                [_entry(scope, "update"), self.changes_kept, self.changes_ttl_s] if scope else []
+            )
+            names = [name, changes_key(group, key)] if scope else [name]
+            if await self._compare_and_set(keys=names, args=[key, *expected, text, *traced]):
                 await self._list_group(group)
+                if scope is not None:
+                    more = {"tries": tries} if tries > 1 else {}
+                    _Change(scope).stored("before", raw).value("after", new, text).record(
+                        "update", group, key, **more
+                    )
                 return new
+
+    async def changed_by(
+        self, group: str, keys_: list[str], limit: int = 5
+    ) -> dict[str, list[dict[str, Any]]]:
+        """The spans that last changed each key, newest first (at most `limit` each), from the keys'
+        change lists; an entry whose trace retention has removed since says so (`gone`)."""
+        if not keys_:
+            return {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in keys_:
+                pipe.lrange(changes_key(group, key), 0, limit - 1)
+            found = [[json.loads(e) for e in entries] for entries in await pipe.execute()]
+        entries = [e for listed in found for e in listed]
+        if entries:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for e in entries:
+                    pipe.exists(keys.TRACE + str(e.get("traceId")))
+                for e, exists in zip(entries, await pipe.execute(), strict=True):
+                    e["gone"] = not exists
+        return dict(zip(keys_, found, strict=True))
 
     async def groups(self) -> list[str]:
         """Groups that hold at least one key: the group list, healed from the keys themselves.

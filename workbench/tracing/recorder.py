@@ -369,8 +369,10 @@ class SpanScope:
         kept, cut = cap_payload(payload, self.recorder.payload_cap)
         self.record("emit", {"topic": topic, "payload": kept, "truncated": cut, "subscribers": subscribers})
 
-    def state(self, op: str, group: str, key: str | None) -> None:
-        self.record("state", {"op": op, "group": group, "key": key})
+    def state(self, op: str, group: str, key: str | None, **change: Any) -> None:
+        """A state operation; `change` is what it did, as `workbench/state.py` made it: `before` /
+        `after` / `value` (each capped there, `truncated` when one was cut) or a `count`."""
+        self.record("state", {"op": op, "group": group, "key": key, **change})
 
 
 def _cut(text: str, cap: int) -> tuple[str, bool]:

@@ -98,9 +98,13 @@ class Event:
 
 def cap_payload(payload: Any, cap: int) -> tuple[Any, bool]:
     """A payload as kept in a trace: unchanged when small, else its JSON text cut at `cap` bytes."""
-    text = json.dumps(payload, default=str, separators=(",", ":"))
-    if len(text.encode()) <= cap:
-        return payload, False
+    return cap_json(payload, json.dumps(payload, default=str, separators=(",", ":")), cap)
+
+
+def cap_json(value: Any, text: str, cap: int) -> tuple[Any, bool]:
+    """`cap_payload` for a value whose JSON `text` is at hand (a state value as stored)."""
+    if len(text) * 4 <= cap or len(text.encode()) <= cap:  # 4: the most bytes a character takes
+        return value, False
     return text.encode()[:cap].decode(errors="ignore") + "…", True
 
 

@@ -248,13 +248,16 @@ class WorkbenchPages(Controller):
         groups = await runtime.state.groups()
         parsed: dict[str, dict[str, Any]] = {}
         broken: dict[str, dict[str, str]] = {}  # group -> key -> why its stored value cannot be shown
+        changes: dict[str, dict[str, list[dict[str, Any]]]] = {}  # group -> key -> spans that changed it
         for name in groups:
             if group in (None, name):
                 values = await runtime.state.get_group(name)
                 parsed[name], broken[name] = _showable(values)
+                changes[name] = await runtime.state.changed_by(name, sorted(values))
         return _page(
-            "state.html", request, "state", groups=groups, values=parsed, broken=broken, selected=group
-        )
+            "state.html", request, "state",
+            groups=groups, values=parsed, broken=broken, selected=group, changes=changes,
+        )  # fmt: skip
 
     # the group and the key travel in the form, never in the path: a key may hold `/`, `?` or `#`
     @post("/state/set", status_code=200)
@@ -271,9 +274,12 @@ class WorkbenchPages(Controller):
                 context={"group": group, "key": key, "value": None, "raw": raw, "error": str(exc)},
                 status_code=400,
             )
-        await runtime_of(request).state.set(group, key, value)
+        state = runtime_of(request).state
+        await state.set(group, key, value)
+        changes = {group: await state.changed_by(group, [key])}
         return Template(
-            template_name="partials/state_row.html", context={"group": group, "key": key, "value": value}
+            template_name="partials/state_row.html",
+            context={"group": group, "key": key, "value": value, "changes": changes},
         )
 
     @post("/state/delete", status_code=200)
