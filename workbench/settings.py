@@ -84,6 +84,7 @@ class Settings:
     exchange_cap: int = 65536  # bytes of an API request's body (and of its response's) a span keeps; 0: none
     span_log_cap: int = 1000  # log lines a span keeps ...
     span_log_bytes: int = 1 << 20  # ... and bytes of them
+    span_page_rows: int = 200  # a span's events the trace page shows at first, and per "show more"
     field_cap: int = 8192  # bytes of one log field kept (longer ones are cut, marked)
     dead_letters_max: int = 10_000  # dead letters kept at most (the oldest go first) ...
     dead_letters_age_s: int = 30 * 24 * 3600  # ... and none older than this
@@ -123,6 +124,7 @@ class Settings:
             exchange_cap=_env_int("WORKBENCH_EXCHANGE_CAP", cls.exchange_cap),
             span_log_cap=_env_int("WORKBENCH_SPAN_LOGS", cls.span_log_cap),
             span_log_bytes=_env_int("WORKBENCH_SPAN_LOG_BYTES", cls.span_log_bytes),
+            span_page_rows=max(1, _env_int("WORKBENCH_SPAN_PAGE_ROWS", cls.span_page_rows)),
             field_cap=_env_int("WORKBENCH_FIELD_CAP", cls.field_cap),
             dead_letters_age_s=_env_int("WORKBENCH_DEAD_LETTERS_AGE", cls.dead_letters_age_s),
             poll_delay_s=_env_float("WORKBENCH_POLL_DELAY", cls.poll_delay_s),

@@ -9,12 +9,12 @@ ask `url("<method name>", ...)` (urls.py).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 from litestar import Controller, Request, Response, get, post
 from litestar.exceptions import HTTPException, NotFoundException
-from litestar.params import FromPath
+from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, Template
 
 from .. import keys
@@ -41,6 +41,7 @@ LIVE_ROWS = 300
 PAGE_TRACES, PAGE_LOGS = 50, 100
 HOME_TRACES, HOME_LOGS = 12, 20
 NODE_RUNS = 20  # recent runs in a flow node's panel
+Rows = Annotated[int | None, QueryParameter(ge=0, le=10_000_000)]  # a position in a span's events
 CRON_RUNS = 5
 
 
@@ -178,14 +179,19 @@ class WorkbenchPages(Controller):
         return _page(
             "trace.html", request, "traces",
             feed_id=await _feed_position(runtime), **_waterfall_context(trace, span),
+            event_rows=runtime.settings.span_page_rows,
         )  # fmt: skip
 
     @get("/traces/{trace_id:str}/waterfall")
     async def trace_waterfall(
-        self, request: Request[Any, Any, Any], trace_id: FromPath[str], span: Text = None
+        self, request: Request[Any, Any, Any], trace_id: FromPath[str], span: Text = None, rows: Rows = None
     ) -> Template:
-        trace = await _trace_or_404(await fresh(request), trace_id)
-        return Template(template_name="partials/waterfall.html", context=_waterfall_context(trace, span))
+        runtime = await fresh(request)
+        trace = await _trace_or_404(runtime, trace_id)
+        # `rows`: the selected span's events already shown (its pages loaded): a refresh keeps them
+        shown = max(rows or 0, runtime.settings.span_page_rows)
+        context = {**_waterfall_context(trace, span), "event_rows": shown}
+        return Template(template_name="partials/waterfall.html", context=context)
 
     @get("/traces/{trace_id:str}/spans/{span_id:str}")
     async def span(
@@ -195,7 +201,31 @@ class WorkbenchPages(Controller):
         span = next((s for s in trace["spanList"] if s["id"] == span_id), None)
         if span is None:
             raise NotFoundException(f"no span {span_id}")
-        return Template(template_name="partials/span_detail.html", context={"trace": trace, "selected": span})
+        rows = runtime_of(request).settings.span_page_rows
+        context = {"trace": trace, "selected": span, "event_rows": rows}
+        return Template(template_name="partials/span_detail.html", context=context)
+
+    @get("/traces/{trace_id:str}/spans/{span_id:str}/events")
+    async def span_events(
+        self,
+        request: Request[Any, Any, Any],
+        trace_id: FromPath[str],
+        span_id: FromPath[str],
+        offset: Rows = None,
+    ) -> Template:
+        """The next page of a span's events, from `offset`: rows for the trace page's event list."""
+        runtime = runtime_of(request)
+        trace = await _trace_or_404(runtime, trace_id)
+        span = next((s for s in trace["spanList"] if s["id"] == span_id), None)
+        if span is None:
+            raise NotFoundException(f"no span {span_id}")
+        start = offset or 0
+        events = span["events"][start : start + runtime.settings.span_page_rows]
+        return Template(
+            template_name="partials/span_events.html",
+            context={"trace": trace, "span": span, "events": events, "shown": start + len(events),
+                     "total": len(span["events"])},
+        )  # fmt: skip
 
     @get("/logs")
     async def logs(
