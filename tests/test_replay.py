@@ -286,3 +286,13 @@ def test_the_cli_says_what_is_wrong_with_a_bad_id(
     done = cli(workbench_redis_url, *(a.format(**ids) for a in args))
     assert done.returncode == code, (done.stdout, done.stderr)
     assert message in done.stderr and done.stdout == ""
+
+
+def test_retention_removes_a_trace_with_its_list_of_replays(workbench: Harness) -> None:
+    original = create(workbench)
+    api(workbench, f"/traces/{original}/replay")
+    redis = workbench.runtime.store.redis
+    assert workbench.call(lambda: redis.exists(f"wb:replays:{original}")) == 1
+    removed = workbench.call(lambda: workbench.runtime.store.enforce_retention(max_traces=0, max_age_s=3600))
+    assert removed >= 2
+    assert workbench.call(lambda: redis.exists(f"wb:replays:{original}")) == 0

@@ -174,6 +174,11 @@ def _slug(trace: dict[str, Any]) -> str:
     return "_".join(words).lower()[:60] or "request"
 
 
+def _diff(event: dict[str, Any]) -> bool:
+    """The state event recorded the value before and after, whole (a missing one: the key was absent)."""
+    return ("before" in event or "after" in event) and not event.get("truncated")
+
+
 @dataclass
 class _KeyUse:
     group: str
@@ -218,17 +223,17 @@ async def export_test(runtime: Runtime, trace: dict[str, Any]) -> str:
     for use in _key_uses(trace):
         first, last_write = use.ops[0], next((o for o in reversed(use.ops) if o["op"] in WRITES), None)
         if not use.written:
-            before = first["before"] if "before" in first else await runtime.state.get(use.group, use.key)
+            before = first.get("before") if _diff(first) else await runtime.state.get(use.group, use.key)
             if before is not None:
                 seeds.append((use.group, use.key, before))
             continue
-        if last_write is not None and "after" in last_write:
-            after = last_write["after"]
+        if last_write is not None and _diff(last_write):
+            after = last_write.get("after")  # absent: deleted
         else:
             after = await runtime.state.get(use.group, use.key)
         if first["op"] != "set":
-            if "before" in first:
-                if first["before"] is not None:
+            if _diff(first):
+                if first.get("before") is not None:
                     seeds.append((use.group, use.key, first["before"]))
             elif all(o["op"] == "increment" for o in use.ops) and isinstance(after, int):
                 # a counter (ids): where it stood before the trace's increments (of 1, as most are)

@@ -314,6 +314,7 @@ class TraceStore:
                     keys.SPANS + trace_id,
                     keys.EVENTS + trace_id,
                     _logids_key(trace_id),
+                    keys.REPLAYS + trace_id,  # the traces replayed from it (replay.py)
                 )
             pipe.zrem(keys.TRACES, *trace_ids)
             pipe.zrem(keys.FAILED_TRACES, *trace_ids)
