@@ -37,6 +37,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
     parser.add_argument("--only", help="comma-separated benchmark numbers, e.g. 1,2")
+    parser.add_argument(
+        "--otel", action="store_true", help="with OpenTelemetry export on, to a local sink that discards"
+    )
     args = parser.parse_args()
     selected = sorted(set((args.only or ",".join(NAMES)).replace(" ", "").split(",")) - {""})
     unknown = [n for n in selected if n not in NAMES]
@@ -47,6 +50,10 @@ def main() -> int:
     RESULTS.mkdir(exist_ok=True)
     logdir = RESULTS / "logs"
     logdir.mkdir(exist_ok=True)
+    if args.otel:
+        from .otel_sink import start as start_sink
+
+        print(f"OpenTelemetry export on, to {start_sink(logdir)} (discarded)", file=sys.stderr)
     runs = {
         "1": lambda: latency.run(args.quick, logdir),
         "4": lambda: sse.run(args.quick, logdir),
@@ -90,6 +97,7 @@ def main() -> int:
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(began)),
         "seconds": round(time.time() - began, 1),
         "quick": args.quick,
+        "otel": args.otel,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "load_average_1min": load,
         "rows": [row.__dict__ for row in rows],

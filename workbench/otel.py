@@ -7,9 +7,11 @@ rest of its variables itself (headers, timeout, compression, certificates, `OTEL
 `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_BSP_*` / `OTEL_BLRP_*`).
 
 Spans are made from our finished span records (`Recorder.on_span_end`), with the SDK's tracer,
-their start and end times given, and the logs from the span's log events (`Recorder.on_log`).
-Export runs on the SDK's batch threads, so a request or a job never waits for it; a collector that
-is away costs one warning a minute (the SDK's own complaints are gathered into it).
+their start and end times given, and the logs from the span's log events (`Recorder.on_log`). The
+event loop only queues them (a deque append); a thread of ours makes the SDK's spans and log records
+(tens of microseconds each) and the SDK's batch threads encode and send them, so a request or a job
+never waits for export; a collector that is away costs one warning a minute (the SDK's own
+complaints are gathered into it).
 
 **Ids are derived, not carried.** The OTel trace id is our trace id read as a number (a ULID holds
 128 bits), a span id is a 64-bit hash of ours. Every process can so name any span of a trace from
@@ -33,7 +35,8 @@ import os
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -155,14 +158,18 @@ class _ExportProblems(logging.Handler):
     last_failure = -1e9  # monotonic time of the latest complaint
 
     def emit(self, record: logging.LogRecord) -> None:
-        _ExportProblems.last_failure = time.monotonic()
+        if record.name.startswith("opentelemetry.exporter"):
+            _ExportProblems.last_failure = time.monotonic()
         try:
             message = record.getMessage()
         except Exception:
             message = str(record.msg)
-        _limited.warning(
-            "export", "OpenTelemetry export is failing; spans and logs are dropped meanwhile: %s", message
-        )
+        if record.name.startswith("opentelemetry.exporter"):
+            _limited.warning(
+                "export", "OpenTelemetry export is failing; spans and logs are dropped meanwhile: %s", message
+            )
+        else:  # anything else the SDK says (a full queue, a bad OTEL_* value)
+            _limited.warning("sdk", "OpenTelemetry: %s", message)
 
 
 def _quiet_sdk_warnings() -> None:
@@ -187,6 +194,8 @@ _SEVERITY = {"debug": 5, "info": 9, "warning": 13, "error": 17, "critical": 21}
 class Telemetry:
     """The tracer and logger of one runtime, exporting over OTLP/HTTP (protobuf) in batches."""
 
+    HANDOFF_S = 0.05  # how often the thread makes the SDK's spans and logs from those queued
+    HANDOFF_CAP = 100_000  # queued at most (beyond: dropped, and said)
     STOP_BOUND_S = 3.0  # a stop waits this long for the last batches (a failing collector: hardly)
 
     def __init__(self, settings: Settings, registry: Registry, *, traces: bool, logs: bool) -> None:
@@ -211,6 +220,10 @@ class Telemetry:
         self._processors: list[Any] = []
         self._tracer: Any = None
         self._logger: Any = None
+        self._handoff: deque[tuple[Callable[[Any], None], Any]] = deque()
+        self._dropped = 0
+        self._closing = threading.Event()
+        self._converter = threading.Thread(target=self._convert, name="workbench-otel", daemon=True)
 
         class NextIds(IdGenerator):
             """Hands the SDK the ids derived from ours, set just before each span starts."""
@@ -250,13 +263,48 @@ class Telemetry:
             self._logger = log_provider.get_logger("workbench")
             self._exporters.append(log_exporter)
             self._processors.append(log_processor)
+        self._converter.start()
 
     def watch(self, recorder: Recorder) -> None:
         """Export every span `recorder` sees end and every step log line it records."""
         if self._tracer is not None:
-            recorder.on_span_end.append(self.span_ended)
+            recorder.on_span_end.append(self._span_seen)
         if self._logger is not None:
-            recorder.on_log.append(self.logged)
+            recorder.on_log.append(self._log_seen)
+
+    # --- the hand-off: the event loop only queues; the SDK's spans and logs are made on a thread ------
+
+    def _span_seen(self, span: Span) -> None:
+        # the span itself, not a copy: a span is changed after its end only when it is ended again
+        # (its emits could not leave), and then its latest state is the one to export
+        if len(self._handoff) < self.HANDOFF_CAP:
+            self._handoff.append((self.span_ended, span))
+        else:
+            self._dropped += 1
+
+    def _log_seen(self, event: Event) -> None:
+        if len(self._handoff) < self.HANDOFF_CAP:
+            self._handoff.append((self.logged, event))
+        else:
+            self._dropped += 1
+
+    def _convert(self) -> None:
+        """The thread turning queued spans and logs into the SDK's, every `HANDOFF_S`."""
+        while not self._closing.wait(self.HANDOFF_S):
+            self._drain()
+        self._drain()
+
+    def _drain(self) -> None:
+        handoff = self._handoff
+        while handoff:
+            make, item = handoff.popleft()
+            try:
+                make(item)
+            except Exception as exc:  # one bad record never stops the export of the others
+                _limited.warning("convert", "OpenTelemetry: a span or log could not be exported: %r", exc)
+        if self._dropped:
+            dropped, self._dropped = self._dropped, 0
+            _limited.warning("full", "OpenTelemetry: %d spans and logs dropped (export is behind)", dropped)
 
     # --- spans ----------------------------------------------------------------------------------------
 
@@ -301,7 +349,6 @@ class Telemetry:
             attributes.update({
                 "messaging.system": "workbench",
                 "messaging.operation.type": "send",
-                "messaging.operation.name": "send",
                 "messaging.destination.name": span.topic or "",
             })  # fmt: skip
         else:
@@ -310,8 +357,6 @@ class Telemetry:
             attributes.update({
                 "messaging.system": "workbench",
                 "messaging.operation.type": "process",
-                "messaging.operation.name": "process",
-                "messaging.consumer.group.name": span.step,
                 "workbench.attempt": span.attempt,
             })  # fmt: skip
             if span.topic:
@@ -377,6 +422,8 @@ class Telemetry:
     async def stop(self) -> None:
         """Send what is still batched, waiting at most `STOP_BOUND_S` (then, or at once when the collector
         failed within the last minute, the rest is given up)."""
+        self._closing.set()
+        await asyncio.to_thread(self._converter.join, 1.0)
         processors, exporters = self._processors, self._exporters
 
         def shut() -> None:
