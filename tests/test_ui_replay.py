@@ -40,7 +40,7 @@ def test_replay_with_an_edited_body_opens_the_new_trace(stack: Stack, open_ui: C
     page.wait_for_url(lambda url: trace_id not in url)
     new_id = page.url.rsplit("/", 1)[1]
     expect(page.locator(".replay-of")).to_contain_text("replay of")
-    expect(page.locator(".replay-of a")).to_have_attribute("href", f"/_workbench/traces/{trace_id}")
+    expect(page.locator(".replay-of a").first).to_have_attribute("href", f"/_workbench/traces/{trace_id}")
     new = wait_trace(stack, new_id)
     assert new["replayOf"] == trace_id
     request = next(s for s in new["spanList"] if s["step"] == "CreatePet")["exchange"]["request"]
@@ -48,6 +48,11 @@ def test_replay_with_an_edited_body_opens_the_new_trace(stack: Stack, open_ui: C
     page.reload()
     expect(page.locator(".trace-head")).to_contain_text("completed")
     shot(ui, "replayed-trace")
+    # one click compares it with the original
+    page.get_by_role("link", name="Compare with original").click()
+    page.wait_for_url(re.compile(r"/_workbench/compare\?a="))
+    assert f"a={trace_id}" in page.url and f"b={new_id}" in page.url
+    shot(ui, "replay-compare")
     # the original lists it
     ui.goto(f"/_workbench/traces/{trace_id}")
     expect(page.locator(".replays a")).to_have_attribute("href", f"/_workbench/traces/{new_id}")
@@ -70,6 +75,8 @@ def test_run_again_and_save_as_test(stack: Stack, open_ui: Callable[..., UI], tm
     expect(rerun.locator("textarea[name=data]")).to_have_value(
         re.compile(r'"petId": "1",\s+"enqueuedAt": \d+')
     )
+    rerun.locator("summary").click()  # the input it had, shown
+    shot(ui, "run-again")
     with page.expect_download() as download_info:
         page.get_by_role("link", name="Save as test").click()
     download = download_info.value

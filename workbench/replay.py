@@ -78,11 +78,23 @@ class Started:
 # --- capture (on the API hot path: slices and a dict, nothing parsed or encoded again) -----------------
 
 
+_names: dict[bytes, str | None] = {}  # a raw header name -> its lower-case name, None: never kept
+
+
+def _header_name(raw: bytes) -> str | None:
+    name = raw.decode("latin-1").lower()
+    kept = None if name in _SECRET_HEADERS or _SECRETISH.search(name) else name
+    if len(_names) < 1000:  # the names a process sees are few; remembered, bounded
+        _names[raw] = kept
+    return kept
+
+
 def kept_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
     kept: dict[str, str] = {}
+    names = _names
     for name_b, value_b in raw:
-        name = name_b.decode("latin-1").lower()
-        if name in _SECRET_HEADERS or _SECRETISH.search(name):
+        name = names[name_b] if name_b in names else _header_name(name_b)
+        if name is None:
             continue
         value = value_b.decode("latin-1")
         kept[name] = f"{kept[name]}, {value}" if name in kept else value
