@@ -41,7 +41,7 @@ def job_keys(job_id: str) -> list[str]:
 
 
 def claim(r: Redis, ids: list[str], *, now: int = 1000, want: int = 10, lease_ms: int = 5000) -> list[Any]:
-    names = ["t:queue"] + [k for job_id in ids for k in job_keys(job_id)]
+    names = ["t:queue", "t:paused", "t:parked"] + [k for job_id in ids for k in job_keys(job_id)]
     script = r.register_script(lua.load("claim"))
     return list(script(keys=names, args=[now, lease_ms, want, 600, "me", *ids]))
 
@@ -81,7 +81,51 @@ def test_claim_returns_nil_data_for_an_expired_job_and_claims_it_so_it_can_be_re
 def test_claim_refuses_keys_that_do_not_match_its_candidates(r: Redis) -> None:
     script = r.register_script(lua.load("claim"))
     with pytest.raises(ResponseError, match="four keys per candidate"):
-        script(keys=["t:queue", "t:lease:a"], args=[1000, 5000, 1, 600, "me", "a"])
+        script(keys=["t:queue", "t:paused", "t:parked", "t:lease:a"], args=[1000, 5000, 1, 600, "me", "a"])
+
+
+def job_data(step: str) -> bytes:
+    return json.dumps({"t": 1, "f": "workbench.step", "a": [{"step": step}], "k": {}, "et": 1}).encode()
+
+
+def test_claim_parks_the_due_jobs_of_a_paused_step_and_takes_the_others(r: Redis) -> None:
+    r.zadd("t:queue", {"a": 100, "b": 200, "c": 300})
+    r.set("t:job:a", job_data("Paused"))
+    r.set("t:job:b", job_data("Other"))
+    r.set("t:job:c", b"not json")  # unreadable: not parked, claimed (the worker drops it)
+    r.hset("t:paused", "Paused", 1)
+    out = claim(r, ["a", "b", "c"])
+    assert out[0] == 3 and [out[1], out[6]] == [2, 3]  # b and c claimed
+    assert r.zrange("t:parked", 0, -1, withscores=True) == [(b"a", 100.0)]  # with its due time
+    assert r.zscore("t:queue", "a") is None and not r.exists("t:lease:a") and not r.exists("t:tries:a")
+
+
+def remove(r: Redis, job_id: str) -> list[Any]:
+    script = r.register_script(lua.load("remove_job"))
+    names = ["t:queue", "t:parked", *job_keys(job_id)]
+    return list(script(keys=names, args=[job_id]))
+
+
+def test_remove_job_takes_a_waiting_or_parked_job_with_its_keys_and_leaves_a_running_one(r: Redis) -> None:
+    r.zadd("t:queue", {"a": 100, "run": 50})
+    r.zadd("t:parked", {"p": 70})
+    r.set("t:job:a", b"A")
+    r.set("t:tries:a", 2)
+    r.set("t:job:run", b"R")
+    r.set("t:lease:run", b"w1")
+    assert remove(r, "a") == [b"removed", b"A", b"2", b"0", b"100"]
+    assert remove(r, "p")[0] == b"removed" and r.zcard("t:parked") == 0
+    assert remove(r, "run") == [b"running", b"R"] and r.zscore("t:queue", "run") == 50
+    assert remove(r, "nope") == [b"gone"]
+    assert not r.exists("t:job:a", "t:tries:a")
+
+
+def test_unpark_moves_parked_jobs_back_at_their_due_times(r: Redis) -> None:
+    r.zadd("t:parked", {"a": 100, "b": 200})
+    script = r.register_script(lua.load("unpark"))
+    assert script(keys=["t:parked", "t:queue"], args=["a", "gone"]) == 1
+    assert r.zrange("t:queue", 0, -1, withscores=True) == [(b"a", 100.0)]
+    assert r.zrange("t:parked", 0, -1) == [b"b"]
 
 
 # --- renew --------------------------------------------------------------------------------------------

@@ -314,6 +314,9 @@ def parser() -> argparse.ArgumentParser:
     from .replay_cli import add_commands as add_debug_commands  # replay, rerun, reemit, export-test
 
     add_debug_commands(sub, common)
+    from .queue_cli import add_commands as add_queue_commands  # cancel, queues, pause, resume
+
+    add_queue_commands(sub, common)
     return p
 
 

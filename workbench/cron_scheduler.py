@@ -2,7 +2,8 @@
 
 Each worker's heartbeat asks `CronScheduler.tick` about the next second or so; a tick is claimed with
 `SET NX` (`job_queue.claim_once`), so however many workers run, one of them queues it, as a new trace
-(`Runtime.enqueue_step`). The times come from `cron.CronSchedule`.
+(`Runtime.enqueue_step`). The times come from `cron.CronSchedule`. A tick of a paused step
+(`queue_control.py`) is not run: it is recorded as a trace of its own whose span is `skipped`.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from . import job_queue, keys
-from .ids import now_ms
+from . import job_queue, keys, queue_control
+from .ids import new_id, now_ms
 from .step_config import CronStep
+from .tracing.records import Span, plain_error
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -44,6 +46,29 @@ class CronScheduler:
                 nxt = self._next[step.name] = step.schedule.next_after(nxt)
 
     async def _run_tick(self, step: CronStep, tick_ms: int) -> None:
+        if await queue_control.is_paused(self.runtime.redis, step.name):
+            self.record_skipped(step, tick_ms)
+            return
         await self.runtime.enqueue_step(
             step, None, run_at_ms=tick_ms, job_id=f"cron:{step.name}:{tick_ms}", label=f"cron {step.cron}"
         )
+
+    def record_skipped(self, step: CronStep, tick_ms: int) -> str:
+        """A tick of a paused step: a trace with one `skipped` span, where the run would have been."""
+        runtime = self.runtime
+        trace_id = runtime.begin_trace(
+            entry=step.name, kind=step.kind, label=f"cron {step.cron} · skipped (paused)"
+        )
+        span = Span(
+            id=new_id(),
+            trace_id=trace_id,
+            step=step.name,
+            kind=step.kind,
+            enqueued_at=tick_ms,
+            started_at=tick_ms,
+            status="skipped",
+            finished_at=tick_ms,
+            error=plain_error("Paused", f"{step.name} is paused: this tick was skipped"),
+        )
+        runtime.recorder.span(span)
+        return trace_id

@@ -16,6 +16,9 @@ sorted set of job ids scored by due time (ms); a job stays in it until it ends. 
   step timeout is.
 - **Interrupted runs.** A run stopped by a graceful shutdown is counted apart (`INTERRUPTS`): it is
   not an attempt of the step.
+- **Paused steps.** The claim parks a due job of a paused step (`PAUSED`) in `PARKED` instead of
+  starting it; resuming moves them back (`unpark`). A cancel or a purge takes a job that no worker
+  holds out of either (`remove_waiting`); a running one is asked for on `CANCEL_CHANNEL`.
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ from .ids import now_ms
 QUEUE = keys.PREFIX + "queue"  # zset: job id -> due ms
 WAKE_CHANNEL = keys.PREFIX + "wake"
 INTERRUPTS = keys.PREFIX + "interrupts:"  # + job id: runs stopped by a graceful shutdown
+PAUSED = keys.PREFIX + "paused"  # hash: step -> ms it was paused (queue_control.py)
+PARKED = keys.PREFIX + "parked"  # zset: job id -> due ms: due jobs of paused steps, until resumed
+CANCEL_CHANNEL = keys.PREFIX + "cancel"  # channel: job ids whose running run is to be cancelled
 JOB_FUNCTION = "workbench.step"  # the one function name every job carries (arq's format has one)
 JOB_EXPIRES_MS = 7 * 24 * 3600 * 1000  # a queued job not started within a week is dropped by Redis
 TRIES_TTL_S = 88_400  # a job's run counter outlives any retry schedule
@@ -117,6 +123,90 @@ async def queue_stats(redis: Redis) -> dict[str, int]:
         pipe.zcount(QUEUE, f"({now}", "+inf")
         ready, deferred = await pipe.execute()
     return {"ready": int(ready), "deferred": int(deferred)}
+
+
+class QueuedJob(msgspec.Struct):
+    """A job waiting in the queue (or parked) or running, as `waiting_jobs` reads it."""
+
+    job_id: str
+    due_ms: int
+    payload: dict[str, Any] | None  # None when its data expired or cannot be read
+    parked: bool  # its step is paused
+    leased: bool  # a worker runs it
+    runs: int  # runs started so far (a waiting job with runs > 0 waits for its next attempt)
+
+    @property
+    def step(self) -> str:
+        return str((self.payload or {}).get("step") or "_unreadable")
+
+
+async def waiting_jobs(redis: Redis, *, limit: int = 10_000) -> list[QueuedJob]:
+    """Every job in the queue and the parked set (at most `limit` of each, in due order), with its
+    payload, whether it runs and how often it ran: for the queues page, cancels and purges."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.zrange(QUEUE, 0, limit - 1, withscores=True)
+        pipe.zrange(PARKED, 0, limit - 1, withscores=True)
+        queued, parked = await pipe.execute()
+    rows = [(_text(i), int(s), False) for i, s in queued] + [(_text(i), int(s), True) for i, s in parked]
+    if not rows:
+        return []
+    async with redis.pipeline(transaction=False) as pipe:
+        for job_id, _, _ in rows:
+            pipe.get(job_key(job_id))
+            pipe.exists(lease_key(job_id))
+            pipe.get(tries_key(job_id))
+        answers = await pipe.execute()
+    jobs = []
+    for n, (job_id, due, is_parked) in enumerate(rows):
+        raw, leased, runs = answers[3 * n : 3 * n + 3]
+        jobs.append(QueuedJob(job_id, due, _payload_or_none(raw), is_parked, bool(leased), int(runs or 0)))
+    return jobs
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _payload_or_none(raw: Any) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    try:
+        return payload_of(raw.encode() if isinstance(raw, str) else raw)
+    except Exception:
+        return None
+
+
+class Removed(msgspec.Struct):
+    """A job taken out of the queue before it ran (again)."""
+
+    payload: dict[str, Any] | None
+    runs: int  # runs it had started
+    interrupted: int
+    due_ms: int
+
+
+async def remove_waiting(redis: Redis, job_id: str) -> Removed | str:
+    """Take a job no worker holds out of the queue or the parked set, atomically with claims:
+    the removed job, or "running" (a worker holds it) or "gone" (queued nowhere)."""
+    script = redis.register_script(lua.load("remove_job"))
+    names = [QUEUE, PARKED, lease_key(job_id), tries_key(job_id), job_key(job_id), interrupts_key(job_id)]
+    answer = await script(keys=names, args=[job_id])
+    state = _text(answer[0])
+    if state != "removed":
+        return state
+    _, raw, runs, interrupted, due = answer
+    return Removed(_payload_or_none(raw), int(runs), int(interrupted), int(float(due)))
+
+
+async def unpark(redis: Redis, job_ids: Sequence[str]) -> int:
+    """Move parked jobs back to the queue at their due times, and wake the workers."""
+    if not job_ids:
+        return 0
+    script = redis.register_script(lua.load("unpark"))
+    moved = int(await script(keys=[PARKED, QUEUE], args=list(job_ids)))
+    if moved:
+        await redis.publish(WAKE_CHANNEL, "1")
+    return moved
 
 
 async def make_all_due(redis: Redis) -> int:
@@ -211,7 +301,7 @@ class JobQueue:
                 if not self._candidates:
                     break
             batch = list(itertools.islice(self._candidates, wanted + self._spare))
-            names = [QUEUE]
+            names = [QUEUE, PAUSED, PARKED]
             for job_id in batch:
                 names += (lease_key(job_id), tries_key(job_id), job_key(job_id), interrupts_key(job_id))
             if holding is not None:

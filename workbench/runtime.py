@@ -95,6 +95,11 @@ class Runtime:
             self.redis, max_count=settings.dead_letters_max, max_age_s=settings.dead_letters_age_s
         )
         self._retention_task: asyncio.Task[None] | None = None
+        # cancels of running jobs (cancel.py asks, the worker loop passes them on): job id -> its
+        # run's task while its handler runs, and job ids asked for (kept a minute: a cancel may
+        # arrive before the claimed job's run has started)
+        self._handlers: dict[str, asyncio.Task[Any]] = {}
+        self._cancel_wanted: dict[str, int] = {}
 
     async def start(self) -> None:
         install_span_capture(self.settings.log_level)
@@ -351,15 +356,30 @@ class Runtime:
         token = current_scope.set(scope)
         late_work.watch(scope)  # tasks the handler starts and leaves running are kept (late_work.py)
         scope.outbox = []  # its emits leave when it succeeds
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers[info.job_id] = task
         try:
+            if self._cancel_wanted and info.job_id in self._cancel_wanted:
+                raise asyncio.CancelledError  # asked for before its run started
             outcome = await self._run_handler(step, payload, scope, attempt)
         except asyncio.CancelledError:
-            stopped = plain_error("Interrupted", "worker stopped; the job was re-queued")
-            end_span(self.recorder, span, "interrupted", stopped, closes=False)
-            raise
+            if self._cancel_wanted.pop(info.job_id, None) is None:
+                stopped = plain_error("Interrupted", "worker stopped; the job was re-queued")
+                end_span(self.recorder, span, "interrupted", stopped, closes=False)
+                raise
+            if task is not None:
+                task.uncancel()  # the cancel was for this run, and it is handled here
+            outcome = _Outcome(
+                "cancelled", plain_error("Cancelled", "cancelled while it ran"), retryable=False
+            )
         finally:
+            self._handlers.pop(info.job_id, None)
             current_scope.reset(token)
             left = late_work.left_running(scope)
+        if outcome.status == "cancelled":
+            await self._cancelled(scope, left)
+            return None
         if outcome.error is None:
             await self._succeeded(step, scope, left)
             return None
@@ -433,6 +453,29 @@ class Runtime:
         end_span(self.recorder, span, outcome.status, error)
         await self.dead_letters.add(payload, info, span.attempt, error)
         return None
+
+    async def _cancelled(self, scope: SpanScope, left: set[asyncio.Task[Any]]) -> None:
+        """A run cancelled by a user: not retried, not a dead letter, its emits not sent. Its records
+        are written before the job ends, so whoever asked sees the outcome once the job is gone."""
+        self.drop_outbox(scope)
+        for task in left:
+            task.cancel()
+        from .cancel import mark_trace
+
+        await mark_trace(self.redis, scope.trace_id)
+        end_span(self.recorder, scope.span, "cancelled", plain_error("Cancelled", "cancelled while it ran"))
+        await self.recorder.flush()
+
+    def cancel_runs(self, job_ids: list[str]) -> None:
+        """Cancel the runs of these jobs that run in this process (a cancel asked through Redis)."""
+        now = now_ms()
+        for job_id in job_ids:
+            self._cancel_wanted[job_id] = now
+            task = self._handlers.get(job_id)
+            if task is not None:
+                task.cancel()
+        if len(self._cancel_wanted) > 1000 or any(now - at > 60_000 for at in self._cancel_wanted.values()):
+            self._cancel_wanted = {j: at for j, at in self._cancel_wanted.items() if now - at <= 60_000}
 
     async def _unknown_step(self, payload: dict[str, Any], info: job_queue.JobInfo, attempt: int) -> None:
         """A job naming no background step (the step files changed): a dead letter at once."""

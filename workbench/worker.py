@@ -13,6 +13,7 @@ from . import job_queue, keys
 from .cron_scheduler import CronScheduler
 from .handler_watch import cancel_detached
 from .ids import now_ms
+from .queue_control import RunTally
 from .registry import Registry
 from .runtime import Runtime
 from .settings import Settings
@@ -62,11 +63,13 @@ async def workers_alive(redis: Redis) -> int:
 
 class Heartbeat:
     """What the worker loop calls every iteration: at most every 100 ms the cron ticks due, and once
-    a second the worker's beat."""
+    a second the worker's beat and the runs it ended per step (for the queues page's runs/min)."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.liveness = Liveness(runtime.redis)
         self.cron = CronScheduler(runtime)
+        self.tally = RunTally()
+        runtime.recorder.on_span_end.append(self.tally)
         self._last = 0
 
     async def __call__(self) -> None:
@@ -77,6 +80,7 @@ class Heartbeat:
         self._last = now
         if beat_second:
             await self.liveness.beat(now)
+            await self.tally.flush(self.liveness.redis, now)
         await self.cron.tick(datetime.now().astimezone())
 
 
@@ -96,6 +100,7 @@ async def run_worker(
         settings.redis_url,
         run_job=runtime.run_job,
         heartbeat=Heartbeat(runtime),
+        on_cancel=runtime.cancel_runs,
         concurrency=settings.concurrency,
         poll_delay_s=settings.poll_delay_s,
         lease_s=settings.lease_s,

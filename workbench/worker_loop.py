@@ -18,7 +18,9 @@ It is ours, not arq's `Worker` (see `arq_seam.py` for what is still arq's: the d
   a handler ignoring its cancellation) releases its jobs' leases, so they run again elsewhere at
   once, and exits.
 - **Resilience.** Losing Redis does not kill the worker: it backs off and carries on.
-- **Liveness.** The `heartbeat` hook (the runtime's cron ticks and worker list) runs every iteration.
+- **Liveness.** The `heartbeat` hook (the cron ticks and the worker list) runs every iteration.
+- **Cancel.** Job ids sent on `CANCEL_CHANNEL` (a user's cancel, `cancel.py`) go to `on_cancel`
+  (`Runtime.cancel_runs`), which cancels those of its runs; the same subscription as the wake-ups.
 """
 
 from __future__ import annotations
@@ -42,10 +44,20 @@ from redis.exceptions import RedisError
 
 from . import lua
 from .ids import now_ms
-from .job_queue import WAKE_CHANNEL, JobInfo, JobQueue, JobRunner, lease_key, payload_of, woken_for
+from .job_queue import (
+    CANCEL_CHANNEL,
+    WAKE_CHANNEL,
+    JobInfo,
+    JobQueue,
+    JobRunner,
+    lease_key,
+    payload_of,
+    woken_for,
+)
 
 log = logging.getLogger("workbench.queue")
 
+_CANCEL = CANCEL_CHANNEL.encode()
 CANCEL_WAIT_S = 2.0  # after the grace period: how long cancelled jobs get to record their stop
 STOP_BOUND_S = 5.0  # after the grace period: when a worker that could not stop cleanly exits anyway
 
@@ -59,6 +71,7 @@ class WorkerLoop:
         *,
         run_job: JobRunner,
         heartbeat: Callable[[], Awaitable[None]] | None,
+        on_cancel: Callable[[list[str]], None] | None = None,
         concurrency: int,
         poll_delay_s: float,
         lease_s: float,
@@ -77,6 +90,7 @@ class WorkerLoop:
         self.jobs_complete = self.jobs_retried = self.jobs_failed = 0
         self._run_job = run_job
         self._heartbeat = heartbeat
+        self._on_cancel = on_cancel  # a user's cancel of running jobs (cancel.py), passed to the runner
         self._backstop_s = max_timeout_s + 5  # each step's own timeout fires first
         self._redis: Redis | None = None
         self._queue: JobQueue | None = None
@@ -254,9 +268,14 @@ class WorkerLoop:
             try:
                 if self._pubsub is None:
                     self._pubsub = self._r.pubsub()
-                    await self._pubsub.subscribe(WAKE_CHANNEL)
+                    await self._pubsub.subscribe(WAKE_CHANNEL, CANCEL_CHANNEL)
                 message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
-                if message is not None:
+                if message is None:
+                    pass
+                elif message["channel"] == _CANCEL:
+                    if self._on_cancel is not None:
+                        self._on_cancel(message["data"].decode().split(","))
+                else:
                     self._q.hint(woken_for(message["data"]))
                     self._nudge()
                 backoff = 0.1
@@ -488,6 +507,7 @@ def make_worker(
     *,
     run_job: JobRunner,
     heartbeat: Callable[[], Awaitable[None]] | None = None,
+    on_cancel: Callable[[list[str]], None] | None = None,
     concurrency: int,
     poll_delay_s: float,
     lease_s: float,
@@ -500,6 +520,7 @@ def make_worker(
         redis_url,
         run_job=run_job,
         heartbeat=heartbeat,
+        on_cancel=on_cancel,
         concurrency=concurrency,
         poll_delay_s=poll_delay_s,
         lease_s=lease_s,

@@ -14,9 +14,13 @@ from typing import Any, Literal
 
 from ..ids import new_id
 
-SpanStatus = Literal["running", "completed", "failed", "timed_out", "lost", "interrupted"]
-TraceStatus = Literal["running", "completed", "failed"]
-FINISHED = ("completed", "failed", "timed_out", "lost", "interrupted")
+SpanStatus = Literal[
+    "running", "completed", "failed", "timed_out", "lost", "interrupted", "cancelled", "skipped"
+]
+# cancelled: a trace someone cancelled (cancel.py), once nothing of it is open and nothing failed
+TraceStatus = Literal["running", "completed", "failed", "cancelled"]
+# cancelled: stopped or taken out of the queue by a user; skipped: a cron tick of a paused step
+FINISHED = ("completed", "failed", "timed_out", "lost", "interrupted", "cancelled", "skipped")
 FAILED = ("failed", "timed_out", "lost")
 
 
@@ -108,10 +112,12 @@ def cap_json(value: Any, text: str, cap: int) -> tuple[Any, bool]:
     return text.encode()[:cap].decode(errors="ignore") + "…", True
 
 
-def trace_status(open_count: int, failed: int) -> TraceStatus:
+def trace_status(open_count: int, failed: int, cancelled: bool = False) -> TraceStatus:
     if open_count > 0:
         return "running"
-    return "failed" if failed > 0 else "completed"
+    if failed > 0:
+        return "failed"
+    return "cancelled" if cancelled else "completed"
 
 
 def trace_from_hash(raw: dict[str, str]) -> dict[str, Any]:
@@ -130,7 +136,7 @@ def trace_from_hash(raw: dict[str, str]) -> dict[str, Any]:
         data["replayOf"] = raw["replayOf"]
         data["replayKind"] = raw.get("replayKind") or "replay"
         data["replayOfSpan"] = raw.get("replayOfSpan") or None
-    data["status"] = trace_status(data.pop("open"), data["failed"])
+    data["status"] = trace_status(data.pop("open"), data["failed"], bool(raw.get("cancelled")))
     start, end = data["start"], data["end"]
     data["durationMs"] = (end - start) if (start and end and data["status"] != "running") else None
     return data

@@ -111,6 +111,9 @@ def create_app(settings: Settings, registry: Registry, runtime: Runtime | None =
 
         route_handlers += [WorkbenchApi, stream, *page_handlers(registry), ComparePage, CompareApi]
         route_handlers += [DebugApi, DebugPages]  # replay, rerun, re-emit, curl, save as test
+        from .queues_page import QueuesApi, QueuesPage
+
+        route_handlers += [QueuesPage, QueuesApi]  # queues: pause, resume, purge; cancel a job or trace
         route_handlers.append(
             create_static_files_router(
                 path=STATIC,

@@ -32,6 +32,7 @@ from .forms import QuickForm, example_body, featured_step, json_schema, topic_ex
 from .health import memory_pressure
 from .live_html import html_stream
 from .params import Level, LogCursor, Status, Text, TraceCursor
+from .queues_page import QueuesApi, QueuesPage
 from .runtime_access import fresh, runtime_of
 from .serializers import cron_json, step_json
 from .urls import BASE, OPENAPI, STATIC, Urls
@@ -418,6 +419,8 @@ URLS = Urls.of(
     html_stream,
     DebugPages,  # the trace page's replay / rerun panels and the debugging API they post to
     DebugApi,
+    QueuesPage,  # queues, pause / resume / purge, cancel (queues_page.py)
+    QueuesApi,
     extra={"static": f"{STATIC}/{{file:path}}", "openapi": OPENAPI},
 )
 

@@ -22,7 +22,7 @@ LogCursor = Annotated[
 ]
 Limit = Annotated[int, QueryParameter(ge=1, le=500)]
 Millis = Annotated[int | None, QueryParameter(ge=0)]
-Status = FromQuery[Literal["running", "completed", "failed"] | None]
+Status = FromQuery[Literal["running", "completed", "failed", "cancelled"] | None]
 Level = FromQuery[Literal["debug", "info", "warning", "error", "critical"] | None]
 
 
