@@ -96,7 +96,7 @@ class RunTally:
         self.counts: Counter[str] = Counter()
 
     def __call__(self, span: Span) -> None:
-        if span.kind not in ("api", "emit"):
+        if span.kind not in ("api", "emit") and span.status != "skipped":  # a paused tick is no run
             self.counts[span.step] += 1
 
     async def flush(self, redis: Redis, now: int) -> None:
