@@ -65,6 +65,7 @@
       added.appendChild(row);
     });
     list.insertBefore(added, list.firstChild);
+    if (list.id === "home-traces") pinHomeTrace(list);
     while (list.children.length > cap) list.removeChild(list.lastElementChild);
     var empty = document.getElementById(list.id + "-empty");
     if (empty && list.children.length) empty.remove();
@@ -185,6 +186,7 @@
       out.innerHTML = '<div class="result ' + (ok ? "ok" : "bad") + '">' + summary + "</div>" +
         (form.dataset.raw || !ok ? "<pre>" + esc(data ? JSON.stringify(data, null, 2) : text) + "</pre>" : "");
       if (ok && !form.dataset.raw) form.reset();
+      if (trace && form.id === "featured-form") showHomeTrace(trace);
     } catch (err) {
       out.innerHTML = '<div class="result bad">Request failed: ' + esc(err.message) + "</div>";
     }
@@ -274,6 +276,75 @@
       try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
       copied(ok);
     }
+  });
+
+  // --- home: "your request", the trace the home form started (kept for this tab), and its row first --
+  function showHomeTrace(traceId) {
+    var panel = document.getElementById("home-last");
+    if (!panel) return;
+    sessionStorage.setItem("wb-home-trace", traceId);
+    htmx.ajax("GET", panel.dataset.url.replace("TRACE_ID", encodeURIComponent(traceId)), { target: panel, swap: "innerHTML" });
+    var list = document.getElementById("home-traces");
+    if (list) pinHomeTrace(list);
+  }
+
+  function pinHomeTrace(list) {
+    var id = sessionStorage.getItem("wb-home-trace");
+    var row = id && document.getElementById("trace-" + id);
+    if (!row || row.parentNode !== list) return;
+    row.classList.add("mine");
+    if (list.firstElementChild !== row) list.insertBefore(row, list.firstChild);
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var last = sessionStorage.getItem("wb-home-trace");
+    if (last && document.getElementById("home-last")) showHomeTrace(last);
+  });
+
+  // --- traces list: tick two rows, compare them (the boxes are added here, to live rows as they come) --
+  var picked = [];  // trace ids in the order they were ticked, at most two
+
+  function addPickBoxes(list) {
+    list.querySelectorAll("tr.trace-row").forEach(function (row) {
+      if (row.querySelector("input.pick")) return;
+      var box = document.createElement("input");
+      box.type = "checkbox";
+      box.className = "pick";
+      box.value = row.id.replace(/^trace-/, "");
+      box.checked = picked.indexOf(box.value) >= 0;
+      box.setAttribute("aria-label", "pick to compare");
+      row.querySelector("td").prepend(box);
+    });
+  }
+
+  function updateCompareForm(form) {
+    form.querySelector("[name=a]").value = picked[0] || "";
+    form.querySelector("[name=b]").value = picked[1] || "";
+    form.querySelector("button").disabled = picked.length !== 2;
+    form.querySelector(".count").textContent = picked.length ? picked.length + " of 2 ticked" : "tick two traces to compare";
+  }
+
+  document.addEventListener("change", function (evt) {
+    var box = evt.target;
+    var form = document.getElementById("compare-form");
+    if (!form || !box.matches || !box.matches("input.pick")) return;
+    var at = picked.indexOf(box.value);
+    if (box.checked && at < 0) picked.push(box.value);
+    if (!box.checked && at >= 0) picked.splice(at, 1);
+    while (picked.length > 2) {  // a third tick unticks the oldest
+      var dropped = document.querySelector('input.pick[value="' + CSS.escape(picked.shift()) + '"]');
+      if (dropped) dropped.checked = false;
+    }
+    updateCompareForm(form);
+  });
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var form = document.getElementById("compare-form");
+    var list = document.getElementById("trace-list");
+    if (!form || !list) return;
+    addPickBoxes(list);
+    new MutationObserver(function () { addPickBoxes(list); }).observe(list, { childList: true });
+    updateCompareForm(form);
   });
 
   // --- small helpers used from templates -----------------------------------------------------------------

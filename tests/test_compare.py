@@ -69,6 +69,22 @@ def test_each_kind_of_difference_is_named() -> None:
     assert cmp.differences == 4
 
 
+def test_state_operations_pair_in_order_with_the_fields_that_differ_first() -> None:
+    a = trace("A", span("S", events=[state("set", "1", {"id": "1", "name": "Jack", "age": 2}),
+                                     state("get", "x", None)]))  # fmt: skip
+    b = trace("B", span("S", events=[state("set", "1", {"id": "1", "name": "Jill", "vet": "No"})]))
+    (pair,) = compare_traces(a, b).spans
+    first, second = pair.state_rows
+    assert first.differs == ["value"] and first.same_fields == 1
+    assert [(f.name, f.a, f.b, f.in_a, f.in_b) for f in first.fields] == [
+        ("name", "Jack", "Jill", True, True),
+        ("age", 2, None, True, False),
+        ("vet", None, "No", False, True),
+        ("id", "1", "1", True, True),  # the same: last
+    ]
+    assert second.differs == ["missing"] and second.b is None
+
+
 def test_spans_pair_by_step_and_order_and_ones_only_one_trace_has_keep_their_place() -> None:
     a = trace("A", span("Api", kind="api"), span("Flaky", 1), span("Flaky", 2), span("Ship", 3))
     b = trace("B", span("Api", kind="api"), span("Flaky", 1), span("Refund", 2), span("Ship", 3))

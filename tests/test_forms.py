@@ -116,3 +116,37 @@ def test_a_json_schema_dict_gives_the_same_fields() -> None:
         ("name", "text", True), ("size", "select", True),
     ]  # fmt: skip
     assert json.loads(example_json(schema)) == {"name": "Ada", "size": "S"}
+
+
+class Booking(BaseModel):
+    guests: int = Field(default=2, ge=1)
+    room: Literal["single", "double"] = "double"
+    name: str = Field(examples=["Ada"], default="guest")
+    note: str | None = None
+
+
+def test_a_field_starts_with_its_example_else_its_default_as_a_value() -> None:
+    fields = {f.name: f for f in schema_fields(Booking)}
+    assert fields["guests"].initial == 2 and fields["room"].initial == "double"
+    assert fields["name"].initial == "Ada"  # the example wins over the default
+    assert fields["note"].initial is None  # nothing to start with: left empty, not sent
+    body = json.loads(example_json(Booking))
+    assert body == {"guests": 2, "room": "double", "name": "Ada"}
+    # an OpenAPI-style single `example` counts too
+    schema = {"type": "object", "properties": {"n": {"type": "integer", "example": 5}}}
+    assert schema_fields(schema)[0].initial == 5
+
+
+def test_the_home_form_is_filled_with_values_not_placeholders() -> None:
+    from workbench.ui_files import ui_dir
+    from workbench.web.pages import URLS
+    from workbench.web.templating import environment
+
+    env = environment(ui_dir("templates"), URLS)
+    form = QuickForm.of(api("Book", body=Booking))
+    html = env.get_template("home.html").render(
+        form=form, traces=[], logs=[], trace_cap=12, log_cap=20, feed_id="0-0", now=0
+    )
+    assert 'name="guests" type="number" data-type="number"' in html and 'value="2"' in html
+    assert 'value="Ada"' in html and "placeholder" not in html
+    assert "<option selected>double</option>" in html

@@ -47,6 +47,68 @@ class SpanSide:
 
 
 @dataclass
+class FieldPair:
+    """One field of the objects two state operations left (`in_a`/`in_b`: whether each has it)."""
+
+    name: str
+    a: Any
+    b: Any
+    in_a: bool
+    in_b: bool
+
+    @property
+    def same(self) -> bool:
+        return self.in_a == self.in_b and self.a == self.b
+
+
+@dataclass
+class StateRow:
+    """The i-th state operation of a pair of spans, side by side: which parts differ and, when both
+    left an object, its fields, those that differ first."""
+
+    a: dict[str, Any] | None
+    b: dict[str, Any] | None
+    differs: list[str]  # of op, group, key, count, value (what the op read or left); or ["missing"]
+    fields: list[FieldPair] = field(default_factory=list)
+
+    @property
+    def same_fields(self) -> int:
+        return sum(1 for f in self.fields if f.same)
+
+
+def _left(op: dict[str, Any]) -> tuple[bool, Any]:
+    """What an op read or left (a write's after, a read's value), and whether there is one."""
+    for name in ("after", "value"):
+        if name in op:
+            return True, op[name]
+    return False, None
+
+
+def state_rows(a: SpanSide | None, b: SpanSide | None) -> list[StateRow]:
+    """The state operations of two spans paired in order."""
+    ops_a, ops_b = (a.state if a else []), (b.state if b else [])
+    rows = []
+    for i in range(max(len(ops_a), len(ops_b))):
+        op_a = ops_a[i] if i < len(ops_a) else None
+        op_b = ops_b[i] if i < len(ops_b) else None
+        if op_a is None or op_b is None:
+            rows.append(StateRow(op_a, op_b, ["missing"]))
+            continue
+        left_a, left_b = _left(op_a), _left(op_b)
+        differs = [k for k in ("op", "group", "key", "count") if op_a.get(k) != op_b.get(k)]
+        if left_a != left_b:
+            differs.append("value")
+        fields: list[FieldPair] = []
+        value_a, value_b = left_a[1], left_b[1]
+        if isinstance(value_a, dict) and isinstance(value_b, dict):
+            names = list(value_a) + [n for n in value_b if n not in value_a]
+            fields = [FieldPair(n, value_a.get(n), value_b.get(n), n in value_a, n in value_b) for n in names]
+            fields.sort(key=lambda f: f.same)  # the ones that differ first, each part in its order
+        rows.append(StateRow(op_a, op_b, differs, fields))
+    return rows
+
+
+@dataclass
 class SpanPair:
     """The n-th run of a step in each trace (`a` or `b` is None when only one trace has it)."""
 
@@ -56,6 +118,10 @@ class SpanPair:
     a: SpanSide | None
     b: SpanSide | None
     differs: list[str] = field(default_factory=list)  # names of the fields that differ
+
+    @property
+    def state_rows(self) -> list[StateRow]:
+        return state_rows(self.a, self.b)
 
     def to_json(self) -> dict[str, Any]:
         return {

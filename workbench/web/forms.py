@@ -25,6 +25,13 @@ class Field:
     required: bool
     example: Any
     min: Any
+    default: Any = None  # the schema's default
+
+    @property
+    def initial(self) -> Any:
+        """What the field starts with: the schema's example, else its default (None: empty). A value,
+        never a placeholder: a placeholder looks filled in but is sent as nothing."""
+        return self.example if self.example is not None else self.default
 
 
 def json_schema(model: Any) -> dict[str, Any] | None:
@@ -59,8 +66,9 @@ def schema_fields(model: Any) -> list[Field]:
                 type="select" if options else ("number" if kind in ("integer", "number") else "text"),
                 options=options or [],
                 required=name in required,
-                example=(prop.get("examples") or [None])[0],
+                example=(prop.get("examples") or [prop.get("example")])[0],
                 min=prop.get("minimum"),
+                default=prop.get("default"),
             )
         )
     return fields
@@ -77,10 +85,10 @@ def humanize(name: str) -> str:
 
 
 def example_json(model: Any) -> str:
-    """A body to start from: each required or exemplified field with its example (else the first
-    option, else "")."""
-    body = {f.name: f.example if f.example is not None else (f.options[0] if f.options else "")
-            for f in schema_fields(model) if f.required or f.example is not None}  # fmt: skip
+    """A body to start from: each required field, and each with an example or a default, with its
+    example (else its default, else the first option, else "")."""
+    body = {f.name: f.initial if f.initial is not None else (f.options[0] if f.options else "")
+            for f in schema_fields(model) if f.required or f.initial is not None}  # fmt: skip
     return json.dumps(body, indent=2) if body else ""
 
 

@@ -97,6 +97,12 @@ class WorkbenchPages(Controller):
             trace_cap=HOME_TRACES, log_cap=HOME_LOGS, feed_id=await _feed_position(runtime),
         )  # fmt: skip
 
+    @get("/home/trace/{trace_id:str}")
+    async def home_trace(self, request: Request[Any, Any, Any], trace_id: FromPath[str]) -> Template:
+        """The home page's "your request" panel: what a trace's steps did, polled until it ends."""
+        trace = await (await fresh(request)).store.get_trace(trace_id)  # None (gone): an empty panel
+        return Template(template_name="partials/home_trace.html", context={"trace": trace, "now": now_ms()})
+
     @get("/flows")
     async def flows(self, request: Request[Any, Any, Any], flow: Text = None) -> Template:
         runtime = runtime_of(request)
