@@ -13,7 +13,7 @@ import time
 import traceback
 from pathlib import Path
 
-from . import http, latency, soak, sse, throughput, traces
+from . import cost, http, latency, soak, sse, throughput, traces
 from .procs import stop_all
 from .report import Row, table
 
@@ -26,6 +26,7 @@ NAMES = {
     "5": "POST /pets under load vs bare Litestar",
     "6": "traces API with 100,000 traces",
     "7": "soak: memory at 200 traces/s",
+    "8": "cost model: Redis and CPU per job and per POST /pets, 1/2/4 workers",
 }
 
 
@@ -60,6 +61,7 @@ def main() -> int:
         "5": lambda: http.run(args.quick, logdir),
         "6": lambda: traces.run(args.quick, logdir),
         "7": lambda: soak.run(args.quick, logdir),
+        "8": lambda: cost.run(args.quick, logdir),
     }
     rows: list[Row] = []
     errors = 0
