@@ -12,7 +12,7 @@ import pytest
 
 from workbench.testing import Harness
 
-from .conftest import PET_STEPS, ROOT
+from .conftest import PET_STEPS, ROOT, Stack
 
 W = {"X-Workbench": "1"}
 PET = {"name": "Jack", "species": "dog", "ageMonths": 24}
@@ -296,3 +296,25 @@ def test_retention_removes_a_trace_with_its_list_of_replays(workbench: Harness) 
     removed = workbench.call(lambda: workbench.runtime.store.enforce_retention(max_traces=0, max_age_s=3600))
     assert removed >= 2
     assert workbench.call(lambda: redis.exists(f"wb:replays:{original}")) == 0
+
+
+def test_copy_as_curl_runs_in_a_shell_and_sends_the_same_request(stack: Stack) -> None:
+    tricky = {"name": 'O\'Brien $HOME `x` "q"', "species": "dog", "ageMonths": 24}
+    with stack.client() as c:
+        created = c.post("/pets?a=1&b=two%20words", json=tricky, headers={"x-note": "it's"})
+        assert created.status_code == 201
+        original = created.headers["x-trace-id"]
+        curl = c.get(f"/_workbench/api/traces/{original}/curl").json()["curl"]
+    assert curl.startswith(f"curl -X POST '{stack.url}/pets?a=1&b=two%20words'")
+    sent = subprocess.run(["sh", "-c", curl + " -s -D -"], capture_output=True, text=True, timeout=30)
+    assert sent.returncode == 0, sent.stderr
+    new = next(
+        line.split(":", 1)[1].strip()
+        for line in sent.stdout.splitlines()
+        if line.lower().startswith("x-trace-id")
+    )
+    with stack.client() as c:
+        spans = {t: c.get(f"/_workbench/api/traces/{t}").json()["spanList"][0] for t in (original, new)}
+    first, again = (spans[t]["exchange"]["request"] for t in (original, new))
+    assert again["body"] == first["body"] and again["query"] == first["query"]
+    assert again["headers"]["x-note"] == "it's"
