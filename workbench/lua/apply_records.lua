@@ -66,8 +66,9 @@ local function length_cap(maxlen, budget, avg, n, b)
   return math.max(1, math.min(maxlen, math.floor(budget / a)))
 end
 local feed_avg, logs_avg = tonumber(known[1]) or 0, tonumber(known[2]) or 0
-local feed_max = length_cap(tonumber(ARGV[1]), tonumber(ARGV[4]) or 0, feed_avg, feed_n, feed_b)
-local logs_max = length_cap(tonumber(ARGV[2]), tonumber(ARGV[5]) or 0, logs_avg, logs_n, logs_b)
+-- as strings, made once: Redis would format a number again for every XADD
+local feed_max = string.format('%d', length_cap(tonumber(ARGV[1]), tonumber(ARGV[4]) or 0, feed_avg, feed_n, feed_b))
+local logs_max = string.format('%d', length_cap(tonumber(ARGV[2]), tonumber(ARGV[5]) or 0, logs_avg, logs_n, logs_b))
 for _, r in ipairs(records) do
   local kind, tid = r[1], r[2]
   local t = touched[tid]
