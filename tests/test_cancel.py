@@ -19,14 +19,15 @@ from .conftest import ROOT, Stack, start_stack, wait_until, write_step
 H = {"x-workbench": "1"}
 API = "/_workbench/api"
 
-GO = '''
-config = {"type": "api", "name": "Go", "method": "POST", "path": "/go/{topic}", "emits": ["hold", "fail"]}
+GO = """
+config = {"type": "api", "name": "Go", "method": "POST", "path": "/go/{topic}",
+          "emits": ["hold", "fail", "stubborn"]}
 
 async def handler(request, ctx):
     await ctx.emit(request.path_params["topic"], request.body or {})
     return {"status": 202, "body": {"traceId": ctx.trace_id}}
-'''
-HOLD = '''
+"""
+HOLD = """
 import asyncio
 import os
 
@@ -42,14 +43,36 @@ async def handler(data, ctx):
     finally:
         await redis.aclose()
     ctx.logger.info("gate open")
-'''
-FAIL = '''
+"""
+STUBBORN = """
+import asyncio
+import os
+
+from redis.asyncio import Redis
+
+config = {"type": "event", "name": "Stubborn", "subscribes": ["stubborn"], "timeout": 60}
+
+async def handler(data, ctx):
+    redis = Redis.from_url(os.environ["REDIS_URL"])
+    ignored = False
+    while True:
+        try:  # every cancellation it gets is swallowed, and it carries on
+            if ignored:
+                await redis.set("test:ignored:" + data["id"], 1)
+            if await redis.exists("test:gate:" + data["id"]):
+                break
+            await asyncio.sleep(0.02)
+        except asyncio.CancelledError:
+            ignored = True
+    await redis.aclose()
+"""
+FAIL = """
 config = {"type": "event", "name": "Fail", "subscribes": ["fail"],
           "retries": {"attempts": 3, "backoff": 60, "max_backoff": 60}}
 
 async def handler(data, ctx):
     raise ValueError("always")
-'''
+"""
 
 
 def steps_folder(tmp: Path) -> Path:
@@ -57,6 +80,7 @@ def steps_folder(tmp: Path) -> Path:
     write_step(folder, "go", GO)
     write_step(folder, "hold", HOLD)
     write_step(folder, "fail", FAIL)
+    write_step(folder, "stubborn", STUBBORN)
     return folder
 
 
@@ -113,6 +137,28 @@ def test_cancel_stops_a_running_job_mid_run_not_retried_not_a_dead_letter(
         other = go(client, "hold", {"id": "b"})
         running_span(client, other, "Hold")
         sync_redis.set("test:gate:b", 1)
+        wait_until(lambda: trace_of(client, other)["status"] == "completed", 20, message="the next job")
+
+
+def test_a_handler_that_ignores_its_cancel_is_left_behind_and_the_run_ends_cancelled(
+    lab: Stack, sync_redis: SyncRedis
+) -> None:
+    with lab.client() as client:
+        trace_id = go(client, "stubborn", {"id": "s"})
+        running_span(client, trace_id, "Stubborn")
+        r = client.post(f"{API}/traces/{trace_id}/cancel", headers=H)
+        assert r.status_code == 200 and r.json()["cancelled"] == 1, r.text
+        assert sync_redis.exists("test:ignored:s")  # it saw the cancel, and went on
+        trace = trace_of(client, trace_id)
+        assert [s["status"] for s in spans(trace, "Stubborn")] == ["cancelled"] and trace[
+            "status"
+        ] == "cancelled"
+        lines = [e["message"] for e in spans(trace, "Stubborn")[0]["events"] if e["kind"] == "log"]
+        assert any("ignored its cancellation" in line for line in lines), lines  # left behind
+        # its slot is free: the worker runs the next job
+        other = go(client, "hold", {"id": "after"})
+        running_span(client, other, "Hold")
+        sync_redis.set("test:gate:after", 1)
         wait_until(lambda: trace_of(client, other)["status"] == "completed", 20, message="the next job")
 
 
