@@ -15,7 +15,9 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from . import keys, lua
 from .ids import now_ms
@@ -44,11 +46,14 @@ def _dumps(value: Any) -> str:
 
 
 def _entry(scope: SpanScope, op: str) -> str:
-    span = scope.span
-    return json.dumps(
-        {"traceId": span.trace_id, "spanId": span.id, "step": span.step, "op": op, "ts": now_ms()},
-        separators=(",", ":"),
-    )
+    """A change list's entry, `{"traceId", "spanId", "step", "op", "ts"}` (the span's part made once)."""
+    head = scope.tags.get("wb.state_entry")
+    if head is None:
+        span = scope.span
+        head = scope.tags["wb.state_entry"] = json.dumps(
+            {"traceId": span.trace_id, "spanId": span.id, "step": span.step}, separators=(",", ":")
+        )[:-1]
+    return f'{head},"op":"{op}","ts":{now_ms()}}}'
 
 
 class _Change:
@@ -67,9 +72,14 @@ class _Change:
         return self
 
     def stored(self, name: str, raw: str | None) -> _Change:
-        """A value as Redis holds it (None: the key was absent, and `name` is left out)."""
+        """A value as Redis gave it (None: the key was absent, and `name` is left out): its JSON text
+        goes into the record as it is (`msgspec.Raw`, which the record's encoder embeds), never
+        decoded only to be encoded again."""
         if raw is not None:
-            self.value(name, json.loads(raw), raw)
+            kept, cut = cap_json(None, raw, self.cap)
+            self.data[name] = kept if cut else msgspec.Raw(raw)
+            if cut:
+                self.data["truncated"] = True
         return self
 
     def record(self, op: str, group: str, key: str | None, **more: Any) -> None:
@@ -97,10 +107,12 @@ class State:
         """One script call: the write, the key's change list (when `scope`), the group's listing."""
         unlisted = group if op != "delete" and group not in self._listed else ""
         entry = _entry(scope, op) if scope else ""
-        result = await self._write(
-            keys=[keys.STATE + group, changes_key(group, key), keys.STATE_GROUPS],
-            args=[op, key, arg, entry, self.changes_kept, self.changes_ttl_s, unlisted],
-        )
+        names = (keys.STATE + group, changes_key(group, key), keys.STATE_GROUPS)
+        args = (op, key, arg, entry, self.changes_kept, self.changes_ttl_s, unlisted)
+        try:  # EVALSHA itself: redis-py's Script wrapper costs more than the script's own work here
+            result = await self.redis.evalsha(self._write.sha, 3, *names, *args)
+        except NoScriptError:  # a Redis that has not seen it yet (or restarted): load it, once
+            result = await self._write(keys=names, args=args)
         if unlisted:
             self._listed.add(group)
         return result
