@@ -4,6 +4,7 @@ key's change list (the State page's "changed by"), and outside a span nothing of
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -20,7 +21,10 @@ from workbench.settings import Settings
 from workbench.state import changes_key
 from workbench.tracing.recorder import current_scope
 from workbench.tracing.records import Span
+from workbench.ui_files import ui_dir
 from workbench.web.app import create_app
+from workbench.web.pages import URLS
+from workbench.web.templating import environment
 
 from .conftest import drain
 
@@ -238,3 +242,38 @@ async def test_a_pet_creation_shows_its_diffs_on_the_span_and_the_state_page(
     page = (await pets.get("/_workbench/state", params={"group": "pets"})).text
     assert f'href="/_workbench/traces/{trace_id}?span=' in page
     assert ">SetNextFeedingReminder</a>" in page and ">CreatePet</a>" in page
+
+
+# --- the span's row (partials/record_state.html), as the trace page and the live stream render it ---
+
+
+def render_op(**event: Any) -> str:
+    html = (
+        environment(ui_dir("templates"), URLS)
+        .get_template("partials/record_state.html")
+        .render(record={"ts": 1, "group": "g", "key": "k", **event})
+    )
+    return re.sub(r">\s+<", "><", html)
+
+
+def test_a_big_object_keeps_its_changes_in_view_and_folds_the_rest() -> None:
+    before = {f"f{i}": i for i in range(20)}
+    after = {**before, "f3": 33, "note": "<b>hi</b>"}
+    del after["f5"]
+    html = render_op(op="set", before=before, after=after)
+    shown, folded = html.split("unchanged fields")
+    assert '<tr class="changed"><td class="mark">~</td><td class="k">f3</td>' in shown
+    assert '<tr class="removed"><td class="mark">−</td><td class="k">f5</td>' in shown
+    assert '<tr class="added"><td class="mark">+</td><td class="k">note</td>' in shown
+    assert "&#34;&lt;b&gt;hi&lt;/b&gt;&#34;" in shown and "<b>hi</b>" not in html  # escaped
+    assert 'class="k">f0<' not in shown and 'class="k">f0<' in folded
+
+
+def test_a_cut_or_plain_value_shows_whole_before_and_after() -> None:
+    html = render_op(op="set", before='{"text":"xxxx…', after={"small": 1}, truncated=True)
+    assert "value cut at the payload cap" in html
+    assert '<pre class="old">{&#34;text&#34;:&#34;xxxx…</pre>' in html  # the cut text, as it was kept
+    html = render_op(op="delete")
+    assert "it was absent: nothing deleted" in html
+    html = render_op(op="increment", before=0, after=1)
+    assert '<pre class="old">0</pre>' in html and '<pre class="new">1</pre>' in html
