@@ -277,3 +277,22 @@ def test_a_cut_or_plain_value_shows_whole_before_and_after() -> None:
     assert "it was absent: nothing deleted" in html
     html = render_op(op="increment", before=0, after=1)
     assert '<pre class="old">0</pre>' in html and '<pre class="new">1</pre>' in html
+
+
+async def test_the_json_api_lists_a_keys_changes_and_names_a_missing_parameter(
+    pets: AsyncTestClient[Any],
+) -> None:
+    trace_id = (await pets.post("/pets", json={"name": "Jack", "species": "dog", "ageMonths": 24})).headers[
+        "x-trace-id"
+    ]
+    r = await pets.get("/_workbench/api/state/changes", params={"group": "pets", "key": "1"})
+    assert r.status_code == 200, r.text
+    (change,) = r.json()["changes"]
+    assert (change["traceId"], change["step"], change["op"], change["gone"]) == (
+        trace_id,
+        "CreatePet",
+        "set",
+        False,
+    )
+    r = await pets.get("/_workbench/api/state/changes", params={"group": "pets"})
+    assert r.status_code == 400 and r.json()["detail"] == "group, key: both are required"

@@ -100,6 +100,16 @@ class WorkbenchApi(Controller):
                     errors.setdefault(group, {})[key] = str(exc)
         return {"groups": groups, "errors": errors}
 
+    @get("/state/changes")
+    async def state_changes(
+        self, request: Request[Any, Any, Any], group: Text = None, key: Text = None
+    ) -> dict[str, Any]:
+        """The spans that last changed a key, newest first (`gone`: retention has removed its trace)."""
+        if not group or not key:
+            raise HTTPException(status_code=400, detail="group, key: both are required")
+        changes = await runtime_of(request).state.changed_by(group, [key], limit=10)
+        return {"group": group, "key": key, "changes": changes[key]}
+
     # the group and the key travel in the body, never in the path: a key may hold `/`, `?` or `#`
     @post("/state/set", status_code=200)
     async def state_set(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
