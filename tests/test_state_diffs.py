@@ -276,7 +276,7 @@ def test_a_cut_or_plain_value_shows_whole_before_and_after() -> None:
     html = render_op(op="delete")
     assert "it was absent: nothing deleted" in html
     html = render_op(op="increment", before=0, after=1)
-    assert '<pre class="old">0</pre>' in html and '<pre class="new">1</pre>' in html
+    assert '<span class="old">0</span> → <span class="new">1</span>' in html  # numbers: inline
 
 
 async def test_the_json_api_lists_a_keys_changes_and_names_a_missing_parameter(

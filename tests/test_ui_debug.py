@@ -66,9 +66,8 @@ def test_a_span_shows_its_state_diff_field_by_field(stack: Stack, open_ui: Calla
     page.locator(".waterfall .wf-row", has_text="CreatePet").click()
     created = page.locator("#span-detail tr.ev-state", has_text="set pets / 1")
     expect(created.locator(".state-diff.whole .absent")).to_have_text("(absent)")
-    expect(page.locator("#span-detail tr.ev-state", has_text="increment").locator("pre.new")).to_have_text(
-        "1"
-    )
+    counter = page.locator("#span-detail tr.ev-state", has_text="increment").locator(".state-diff.inline")
+    expect(counter).to_have_text("0 → 1")
     ui.check()
 
 
