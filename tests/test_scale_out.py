@@ -177,13 +177,21 @@ async def post_orders(
     sent = 0
     try:
         for i in orders:
+            await asyncio.sleep(0)  # a close the web process sent while this loop was busy arrives
+            if reader.at_eof():  # it closed the idle keep-alive connection (5 s): as any client, reconnect
+                writer.close()
+                reader, writer = await asyncio.open_connection(host, int(port))
             body = json.dumps({"id": f"o{i}", "s": 0.5 if i % 10 == 0 else 0.02}).encode()
             writer.write(
                 f"POST /orders HTTP/1.1\r\nhost: {host}:{port}\r\ncontent-type: application/json\r\n"
                 f"content-length: {len(body)}\r\n\r\n".encode()
                 + body
             )
-            head = await reader.readuntil(b"\r\n\r\n")
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, ConnectionError) as exc:
+                message = f"o{i}: {url} closed the connection without an answer ({exc!r})"
+                raise AssertionError(message) from exc
             status = int(head.split(b" ", 2)[1])
             length = re.search(rb"(?im)^content-length: *(\d+)", head)
             assert length, head
@@ -318,6 +326,37 @@ def leases_of(client: SyncRedis, prefix: str) -> set[str]:
     }
 
 
+def stuck(client: SyncRedis, trace_ids: list[str]) -> str:
+    """What the traces still open are waiting for: their spans, and each job's place in the queue."""
+    lines = []
+    for tid in trace_ids:
+        if int(client.hget(f"wb:trace:{tid}", "open") or 0) == 0:
+            continue
+        spans = {k: json.loads(v) for k, v in client.hgetall(f"wb:spans:{tid}").items()}
+        jobs = {s["jobId"] for s in spans.values() if s["jobId"]}
+        where = {
+            job: {
+                "queued": client.zscore("wb:queue", job),
+                "lease": client.get(f"arq:in-progress:{job}"),
+                "runs": client.get(f"arq:retry:{job}"),
+            }
+            for job in jobs
+        }
+        runs = {k: (v["step"], v["status"]) for k, v in spans.items()}
+        gone = [
+            k for k, v in spans.items()
+            if v["status"] == "running" and v["jobId"] and not any(where[v["jobId"]].values())
+        ]  # fmt: skip
+        why = (
+            f" (spans {gone} stay running, their job ended: its end was written before the span's end, "
+            "and the worker died in between)"
+            if gone
+            else ""
+        )
+        lines.append(f"{tid}: open={client.hget(f'wb:trace:{tid}', 'open')} spans={runs} jobs={where}{why}")
+    return f"{len(lines)} open, first: " + "; ".join(lines[:5])
+
+
 # --- the test --------------------------------------------------------------------------------------
 
 
@@ -337,14 +376,23 @@ def test_two_web_three_workers_run_every_job_and_tick_once_stream_every_record_a
     accepted: dict[str, str] = {}  # order id -> trace id
     statuses: dict[int, int] = defaultdict(int)
     per_web = [0, 0]
-    thread = threading.Thread(target=asyncio.run, args=(load(urls, orders, accepted, statuses, per_web),))
+    failed: list[BaseException] = []
+
+    def run_load() -> None:
+        try:
+            asyncio.run(load(urls, orders, accepted, statuses, per_web))
+        except BaseException as exc:  # reported by the test, after the join
+            failed.append(exc)
+
+    thread = threading.Thread(target=run_load)
     t_load = time.monotonic()
     thread.start()
 
     # mid-load: SIGKILL a worker while it runs jobs whose `running` span is stored
     victim = deployment.workers[0]
     prefix = f"{socket.gethostname()}:{victim.popen.pid}:"
-    wait_until(lambda: len(accepted) >= REQUESTS // 4, 60, message="a quarter of the load")
+    wait_until(lambda: failed or len(accepted) >= REQUESTS // 4, 60, message="a quarter of the load")
+    assert not failed, f"the load failed: {failed[0]!r}"
 
     def running_slow() -> bool:
         slow = {tid for order, tid in list(accepted.items()) if int(order[1:]) % 10 == 0}
@@ -378,6 +426,7 @@ def test_two_web_three_workers_run_every_job_and_tick_once_stream_every_record_a
     recovered_mid_load = thread.is_alive()
     thread.join(120)
     load_s = time.monotonic() - t_load
+    assert not failed, f"the load failed: {failed[0]!r}"
     assert dict(statuses) == {201: REQUESTS}, dict(statuses)
     assert accepted_at_kill < REQUESTS, "the kill came after the load"
 
@@ -390,7 +439,10 @@ def test_two_web_three_workers_run_every_job_and_tick_once_stream_every_record_a
             pipe.hget(f"wb:trace:{tid}", "open")
         return sum(int(v or 0) for v in pipe.execute())
 
-    wait_until(lambda: open_traces() == 0, 60, 0.1, message="every order's trace closed")
+    try:
+        wait_until(lambda: open_traces() == 0, 60, 0.1, message="every order's trace closed")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {stuck(client, order_traces)}") from None
     drained_s = time.monotonic() - t_load - load_s
 
     # every tick due by now has run (cron keeps ticking meanwhile: the series is cut here); a tick's
@@ -454,7 +506,8 @@ def test_two_web_three_workers_run_every_job_and_tick_once_stream_every_record_a
                 twice.append((order, job, n))
     assert not not_once, (
         f"orders whose steps did not complete exactly once (job: [(run, status, held by the killed "
-        f"worker)]): {not_once}; killed at {killed_wall_ms}"
+        f"worker)]): {not_once}; killed at {killed_wall_ms}. Two completed runs of a job the killed "
+        f"worker held: its run had ended (span and emits written) but not its job, so it ran again"
     )
     assert not bad_runs, f"jobs whose runs are not [completed] (or, killed: [lost..., completed]): {bad_runs}"
     assert not twice, f"(order, job, handler runs) not run exactly once: {twice[:20]}"
