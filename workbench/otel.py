@@ -152,19 +152,18 @@ def from_env(settings: Settings, registry: Registry) -> Telemetry | None:
 class _ExportProblems(logging.Handler):
     """The SDK's own warnings (each failed batch, each retry) said as one line a minute."""
 
+    last_failure = -1e9  # monotonic time of the exporters' latest complaint
+
     def __init__(self) -> None:
         super().__init__(level=logging.WARNING)
 
-    last_failure = -1e9  # monotonic time of the latest complaint
-
     def emit(self, record: logging.LogRecord) -> None:
-        if record.name.startswith("opentelemetry.exporter"):
-            _ExportProblems.last_failure = time.monotonic()
         try:
             message = record.getMessage()
         except Exception:
             message = str(record.msg)
         if record.name.startswith("opentelemetry.exporter"):
+            _ExportProblems.last_failure = time.monotonic()
             _limited.warning(
                 "export", "OpenTelemetry export is failing; spans and logs are dropped meanwhile: %s", message
             )
@@ -422,8 +421,11 @@ class Telemetry:
     async def stop(self) -> None:
         """Send what is still batched, waiting at most `STOP_BOUND_S` (then, or at once when the collector
         failed within the last minute, the rest is given up)."""
-        self._closing.set()
-        await asyncio.to_thread(self._converter.join, 1.0)
+        bound = self.STOP_BOUND_S
+        self._closing.set()  # the converter makes what is queued, then ends
+        started = time.monotonic()
+        await asyncio.to_thread(self._converter.join, bound)
+        bound = max(0.2, bound - (time.monotonic() - started))
         processors, exporters = self._processors, self._exporters
 
         def shut() -> None:
@@ -433,7 +435,7 @@ class Telemetry:
         worker = threading.Thread(target=shut, name="workbench-otel-stop", daemon=True)
         worker.start()
         failing = time.monotonic() - _ExportProblems.last_failure < 60  # then do not wait for it
-        await asyncio.to_thread(worker.join, 0.2 if failing else self.STOP_BOUND_S)
+        await asyncio.to_thread(worker.join, 0.2 if failing else bound)
         if worker.is_alive():  # the collector is not answering: stop the retries, drop the rest
             log.warning("OpenTelemetry: the last spans and logs could not be sent before stopping")
             for exporter in exporters:
