@@ -296,3 +296,18 @@ async def test_the_json_api_lists_a_keys_changes_and_names_a_missing_parameter(
     )
     r = await pets.get("/_workbench/api/state/changes", params={"group": "pets"})
     assert r.status_code == 400 and r.json()["detail"] == "group, key: both are required"
+
+
+async def test_a_stored_value_that_is_not_json_is_recorded_as_text_and_the_op_works(
+    runtime: Runtime, sync_redis: SyncRedis
+) -> None:
+    sync_redis.hset("wb:state:g", "bad", "{not json")  # written by hand
+    sync_redis.hset("wb:state:g", "lone", '"\\ud800"')  # a lone surrogate, before the doors refused it
+    with in_span(runtime) as span:
+        await runtime.state.set("g", "bad", {"fixed": True})
+        await runtime.state.set("g", "lone", "ok")
+    bad, lone = await ops_of(runtime, span)
+    assert (bad["before"], bad["unreadable"], bad["after"]) == ("{not json", True, {"fixed": True})
+    assert (lone["before"], lone["unreadable"]) == ('"\\ud800"', True)
+    page_ok = await runtime.store.get_trace(span.trace_id)
+    assert page_ok is not None

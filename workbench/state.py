@@ -35,6 +35,9 @@ def changes_key(group: str, key: str) -> str:
     return f"{STATE_CHANGES}{len(group)}:{group}:{key}"
 
 
+_decode = msgspec.json.Decoder().decode
+
+
 def _traced() -> SpanScope | None:
     scope = current_scope.get()
     return scope if scope is not None and scope.recorder.enabled else None
@@ -72,15 +75,17 @@ class _Change:
         return self
 
     def stored(self, name: str, raw: str | None) -> _Change:
-        """A value as Redis gave it (None: the key was absent, and `name` is left out): its JSON text
-        goes into the record as it is (`msgspec.Raw`, which the record's encoder embeds), never
-        decoded only to be encoded again."""
-        if raw is not None:
-            kept, cut = cap_json(None, raw, self.cap)
-            self.data[name] = kept if cut else msgspec.Raw(raw)
-            if cut:
-                self.data["truncated"] = True
-        return self
+        """A value as Redis gave it (None: the key was absent, and `name` is left out). A stored text
+        that is not JSON fit to show (written by hand, or before the doors refused it) is kept as
+        text, marked `unreadable`: a record must never fail the operation it describes."""
+        if raw is None:
+            return self
+        try:
+            value = _decode(raw)  # msgspec: quicker than json.loads, and it refuses lone surrogates
+        except msgspec.DecodeError:
+            self.data["unreadable"] = True
+            return self.value(name, raw, json.dumps(raw))
+        return self.value(name, value, raw)
 
     def record(self, op: str, group: str, key: str | None, **more: Any) -> None:
         self.scope.state(op, group, key, **self.data, **more)
