@@ -52,6 +52,31 @@ def test_an_api_span_keeps_its_request_and_answer_without_credentials(workbench:
     assert not {"authorization", "cookie", "x-workbench-token"} & set(request["headers"])
 
 
+@pytest.mark.parametrize(
+    ("query", "kept"),
+    [
+        ("", ""),
+        ("source=test&page=2", "source=test&page=2"),
+        ("source=test&token=abc&api_key=k&x=1", "source=test&x=1"),
+        ("Access%5FToken=abc&q=tokens", "q=tokens"),  # the name decoded; a value that says "token" stays
+        ("session", ""),
+    ],
+)
+def test_query_parameters_named_as_secrets_are_not_kept(query: str, kept: str) -> None:
+    from workbench.replay import kept_query
+
+    assert kept_query(query) == kept
+
+
+def test_a_secret_in_the_query_is_not_stored(workbench: Harness) -> None:
+    response = workbench.client.post("/pets?source=test&token=s3cr3t-in-query", json=PET)
+    assert response.status_code == 201, response.text
+    trace_id = str(response.headers["x-trace-id"])
+    request = workbench.trace(trace_id).span("CreatePet").raw["exchange"]["request"]
+    assert request["query"] == "source=test"
+    assert "s3cr3t-in-query" not in workbench.client.get(f"/_workbench/api/traces/{trace_id}").text
+
+
 def test_a_body_beyond_the_cap_is_cut_and_marked(workbench_redis_url: str, workbench: Harness) -> None:
     from workbench.testing import harness_settings
 

@@ -22,7 +22,7 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote_plus, urlencode
 
 from . import keys
 from .ids import now_ms
@@ -34,7 +34,7 @@ from .tracing.records import cap_payload, trace_from_hash
 # never kept: credentials (the workbench's token travels in `authorization` or its cookie), and any
 # header whose name says it holds a secret
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
-_SECRETISH = re.compile(r"token|secret|passw|auth|api-?key|session|csrf|xsrf|signature|credential")
+_SECRETISH = re.compile(r"token|secret|passw|auth|api[-_]?key|session|csrf|xsrf|signature|credential")
 # kept to be shown, never re-sent: the connection's own, and the trace context of the original request
 # (a replay is a trace of its own)
 NOT_RESENT = frozenset({
@@ -101,6 +101,19 @@ def kept_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
     return kept
 
 
+def kept_query(query: str) -> str:
+    """The query string without parameters whose name says they hold a secret (`?token=`,
+    `?api_key=`), as for headers; parsed only when such a name could be in it."""
+    if not query or not _SECRETISH.search(query.lower()):
+        return query
+    kept = [
+        part
+        for part in query.split("&")
+        if not _SECRETISH.search(unquote_plus(part.partition("=")[0]).lower())
+    ]
+    return "&".join(kept)
+
+
 def _cut(data: bytes | str | None, cap: int) -> tuple[str, int | None]:
     """Text kept of a body, and its full size in bytes when it was cut at `cap`."""
     if not data:
@@ -119,7 +132,7 @@ def capture_request(scope: Mapping[str, Any], body: bytes, cap: int) -> dict[str
         "request": {
             "method": scope["method"],
             "path": scope["path"],
-            "query": scope["query_string"].decode("latin-1"),
+            "query": kept_query(scope["query_string"].decode("latin-1")),
             "headers": kept_headers(scope["headers"]),
             "body": text,
             "bodyCut": cut,
