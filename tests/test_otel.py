@@ -272,6 +272,7 @@ def test_pet_flow_is_one_otel_trace(exporting: tuple[Stack, Receiver]) -> None:
     assert api["attributes"]["workbench.step"] == "CreatePet"
     assert api["attributes"]["workbench.trace_id"] == trace_id
     assert api["status"] == PbStatus.StatusCode.STATUS_CODE_UNSET
+    assert "workbench.status" not in api["attributes"]  # completed: said only when it is not
     assert api["resource"]["service.name"] == "pets-service"
     assert api["end"] >= api["start"] > 0
     assert api["start"] == api_ours["startedAt"] * 1_000_000
@@ -289,7 +290,7 @@ def test_pet_flow_is_one_otel_trace(exporting: tuple[Stack, Receiver]) -> None:
         assert attributes["messaging.operation.type"] == "process"
         assert attributes["workbench.step"] == job["step"]
         assert attributes["workbench.attempt"] == job["attempt"] == 1
-        assert attributes["workbench.job_id"] == job["jobId"]
+        assert attributes["messaging.message.id"] == job["jobId"]
         assert attributes["workbench.queue_wait_ms"] == max(0, job["startedAt"] - job["enqueuedAt"])
         assert span["resource"]["workbench.process"] == "worker"
     assert {s["attributes"]["workbench.step"] for s in spans} >= {
@@ -380,7 +381,7 @@ def test_cron_runs_are_exported(exporting: tuple[Stack, Receiver]) -> None:
     assert tick["kind"] == CONSUMER and tick["name"] == "cron ProbeTick"
     assert tick["parentId"] == "" and tick["links"] == []
     assert tick["attributes"]["workbench.cron"] == "* * * * * *"
-    assert tick["attributes"]["workbench.job_id"].startswith("cron:ProbeTick:")
+    assert tick["attributes"]["messaging.message.id"].startswith("cron:ProbeTick:")
     assert "workbench.queue_wait_ms" in tick["attributes"]
 
 
