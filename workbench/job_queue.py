@@ -243,6 +243,9 @@ def payload_of(raw: bytes) -> dict[str, Any]:
 
 _CLAIMED_FIELDS = 5  # per claimed job, in the claim script's answer
 MAX_SPARE = 64  # candidates passed beyond the jobs wanted, at most (others may have taken some)
+# a busy worker reads the queue at least this often, even while wake-ups keep naming new jobs: jobs no
+# wake-up names (a dead worker's, once their leases run out) would otherwise wait until the load stops
+REREAD_MS = 1000
 
 
 class JobQueue:
@@ -261,6 +264,7 @@ class JobQueue:
         # how many more candidates than wanted a claim passes: none while they are all there to take
         # (one worker), more while other workers take some first (each key costs the client time)
         self._spare = 0
+        self._read_ms = 0  # when the queue was last read
 
     def hint(self, job_ids: Sequence[str]) -> None:
         """Jobs a wake-up named (just queued): candidates for the next claim, with no read first."""
@@ -269,9 +273,17 @@ class JobQueue:
                 self._known.add(job_id)
                 self._candidates.append(job_id)
 
-    async def _read_candidates(self, running: Container[str]) -> None:
-        ids = await self.redis.zrangebyscore(QUEUE, "-inf", now_ms(), start=0, num=self.read_limit)
-        self.hint([i for i in (raw.decode() for raw in ids) if i not in running])
+    async def _read_candidates(self, running: Container[str], *, ahead: bool = False) -> None:
+        """The queue's due jobs, in its order, as candidates: after those already known, or (`ahead`)
+        before them, since the queue's head has waited longest."""
+        self._read_ms = now_ms()
+        ids = await self.redis.zrangebyscore(QUEUE, "-inf", self._read_ms, start=0, num=self.read_limit)
+        fresh = [i for i in (raw.decode() for raw in ids) if i not in running and i not in self._known]
+        self._known.update(fresh)
+        if ahead:
+            self._candidates.extendleft(reversed(fresh))
+        else:
+            self._candidates.extend(fresh)
 
     async def claim(
         self,
@@ -286,12 +298,15 @@ class JobQueue:
 
         Usually one round trip: the candidates come from the last read of the queue or from
         wake-ups (an idle worker starts a new job after one round trip); the queue is read again,
-        in its order, once they are used up. `holding` is told
+        in its order, once they are used up, and at least every REREAD_MS. `holding` is told
         each batch of candidates before it is sent (the lease keeper renews them from then on: an
         answer may wait a long time for an event loop a handler blocks) and `not_held` those the
         claim did not get."""
         claimed: list[tuple[JobInfo, bytes | None]] = []
         read = False
+        if self._candidates and now_ms() - self._read_ms >= REREAD_MS:
+            await self._read_candidates(running, ahead=True)
+            read = True
         while not claimed:  # claimed some: they start now, and the worker asks again if it has room
             if not self._candidates:
                 if read:
