@@ -60,9 +60,11 @@ def test_two_workers_blocked_by_their_handlers_run_each_job_once(
         **os.environ,
         "REDIS_URL": redis_url,
         "WORKBENCH_STEPS": str(steps),
-        # the blocks (3 s) outlast the lease (1.5 s) twice over; with a 1 s lease the renewing thread
-        # had 0.67 s of slack, and once on a loaded CI machine a job still ran twice (a race left to find)
-        "WORKBENCH_LEASE": "1.5",
+        # the blocks (3 s) outlast the lease (1 s) three times over. A job once ran twice here: its
+        # ending was written on a connection opened just before another handler blocked the loop,
+        # whose connect timeout (loop time) then expired, so the ending was lost and the lease ran
+        # out; the worker loop now opens its connections at start and tries an ending again
+        "WORKBENCH_LEASE": "1",
         "WORKBENCH_CONCURRENCY": "3",
         "WORKBENCH_GRACE": "30",
         "PYTHONUNBUFFERED": "1",

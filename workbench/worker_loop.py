@@ -10,6 +10,8 @@ It is ours, not arq's `Worker` (see `arq_seam.py` for what is still arq's: the d
   `async def`) cannot make the worker look dead: only a dead process loses its jobs.
 - **Endings in batches.** The endings of jobs that finish together are written in one MULTI/EXEC. A
   run that cannot finish (the machinery failed, not the step) is put back in the queue, never dropped.
+  An ending that cannot be written is tried again while the job is still held (lease renewed), and the
+  loop's connections are opened at start: one opened while a handler blocks the loop would time out.
 - **Burst.** With `burst`, the loop returns once the queue is empty (deferred retries included).
 - **Graceful stop.** SIGTERM or SIGINT (or `stop()`): no more claims; running jobs get the grace
   period to finish, then they are cancelled and re-queued (an interrupted run is not an attempt). A
@@ -60,6 +62,8 @@ log = logging.getLogger("workbench.queue")
 _CANCEL = CANCEL_CHANNEL.encode()
 CANCEL_WAIT_S = 2.0  # after the grace period: how long cancelled jobs get to record their stop
 STOP_BOUND_S = 5.0  # after the grace period: when a worker that could not stop cleanly exits anyway
+ENDING_TRIES = 5  # writes of a job's ending before it is left to its lease (0.75 s of back-off in all)
+LOOP_CONNECTIONS = 4  # opened at start: the claims, the endings, the wake-up subscription, a spare
 
 
 class WorkerLoop:
@@ -121,6 +125,9 @@ class WorkerLoop:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._previous_handlers[sig] = signal.signal(sig, self._on_signal)
         self._redis = await _connect_with_backoff(self.redis_url)
+        # opened now, not when first needed: a connection opened while a handler blocks the loop times
+        # out (its connect timeout runs on loop time), and a job ending written on it would be lost
+        await _open_connections(self._redis, LOOP_CONNECTIONS)
         self._queue = JobQueue(self._redis, lease_s=self.lease_s, read_limit=max(self.concurrency * 5, 100))
         self._leases = LeaseKeeper(self.redis_url, self._queue, interval_s=self.lease_s / 3)
         self._leases.start()
@@ -327,21 +334,34 @@ class WorkerLoop:
     async def _end(self, job_id: str, retry_in_s: float | None) -> None:
         """Remove a finished job, or put it back in the queue for `retry_in_s`; written with the
         other jobs ending at about the same time, in one MULTI/EXEC."""
+        build: Callable[[Pipeline], None]
         if retry_in_s is None:
-            self._endings.append(lambda pipe: JobQueue.end(pipe, job_id))
+            build = functools.partial(JobQueue.end, job_id=job_id)
         else:
-            at_ms = now_ms() + int(retry_in_s * 1000)
-            self._endings.append(lambda pipe: JobQueue.retry_at(pipe, job_id, at_ms))
-        if self._endings_written is None:
-            self._endings_written = asyncio.get_running_loop().create_future()
-        written = self._endings_written
-        if self._ending_writer is None or self._ending_writer.done():
-            self._ending_writer = asyncio.get_running_loop().create_task(self._write_endings())
-        try:
-            await asyncio.shield(written)
-        except (RedisError, OSError) as exc:
-            # the lease runs out, and the job runs again: at least once, never lost
-            log.warning("could not record the end of job %s (%s); it runs again after its lease", job_id, exc)
+            build = functools.partial(
+                JobQueue.retry_at, job_id=job_id, at_ms=now_ms() + int(retry_in_s * 1000)
+            )
+        # tried again a few times (both endings can be written twice): the job is still held meanwhile,
+        # its lease renewed, so a failed write (a connection that timed out while a handler blocked
+        # the loop, a Redis blip) does not give it up to a second run at once
+        for attempt in range(ENDING_TRIES):
+            self._endings.append(build)
+            if self._endings_written is None:
+                self._endings_written = asyncio.get_running_loop().create_future()
+            written = self._endings_written
+            if self._ending_writer is None or self._ending_writer.done():
+                self._ending_writer = asyncio.get_running_loop().create_task(self._write_endings())
+            try:
+                await asyncio.shield(written)
+                return
+            except (RedisError, OSError) as exc:
+                if attempt + 1 == ENDING_TRIES:
+                    # the lease runs out, and the job runs again: at least once, never lost
+                    log.warning(
+                        "could not record the end of job %s (%s); it runs again after its lease", job_id, exc
+                    )
+                    return
+                await asyncio.sleep(0.05 * 2**attempt)
 
     async def _write_endings(self) -> None:
         """Write the job endings queued so far, batch after batch, one round trip each."""
@@ -484,6 +504,18 @@ def exit_now(code: int) -> None:
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+async def _open_connections(redis: Redis, n: int) -> None:
+    pool, opened = redis.connection_pool, []
+    try:
+        for _ in range(n):
+            opened.append(await pool.get_connection())
+    except (RedisError, OSError) as exc:  # Redis away: the loop's back-off copes
+        log.debug("could not open Redis connections ahead (%s)", exc)
+    finally:
+        for connection in opened:
+            await pool.release(connection)
 
 
 async def _connect_with_backoff(url: str) -> Redis:
