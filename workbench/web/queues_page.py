@@ -68,6 +68,7 @@ class QueuesPage(Controller):
 
 class QueuesApi(Controller):
     path = API
+    include_in_schema = False  # the workbench's own API, not the steps' (schema/openapi.json)
 
     @get("/queues")
     async def queues_json(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
