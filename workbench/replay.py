@@ -279,7 +279,30 @@ def check_edits(edits: Any) -> dict[str, Any]:
                 raise BadEdit(f"headers.{name[:100]}", "not a valid header name")
             if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
                 raise BadEdit(f"headers.{name}", "a value is one line of text")
+            if not value.isascii() and not _latin1(value):
+                raise BadEdit(
+                    f"headers.{name}", "a value is Latin-1 text (HTTP sends header values as bytes)"
+                )
     return out
+
+
+def _latin1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+# what a query string may hold as it is; anything else (a space, `#`, a line break, non-ASCII) is
+# percent-encoded, as a browser would send it
+_QUERY_SAFE = "!$&'()*+,;=:@/?%~-._"
+
+
+def _query_text(query: str, *, recorded: bool) -> str:
+    """A query string fit for a URL: a recorded one is the bytes the client sent (kept as Latin-1), an
+    edited one is text (UTF-8)."""
+    return quote(query.encode("latin-1" if recorded else "utf-8"), safe=_QUERY_SAFE)
 
 
 def _body_text(body: Any) -> str:
@@ -345,10 +368,16 @@ async def resend(app: Any, request: dict[str, Any], changes: dict[str, Any]) -> 
         body = request.get("body") or ""
     recorded: dict[str, str] = request.get("headers") or {}
     sent = changes.get("headers", recorded)
-    headers = {k: v for k, v in sent.items() if k.lower() not in NOT_RESENT}
-    query = changes.get("query", request.get("query") or "")
-    host = recorded.get("host") or "127.0.0.1"
-    url = f"http://{host}{quote(request['path'])}" + (f"?{query}" if query else "")
+    # as bytes: a recorded value is the Latin-1 the client sent, an edited one was checked to be Latin-1
+    headers = {k: v.encode("latin-1") for k, v in sent.items() if k.lower() not in NOT_RESENT}
+    if "query" in changes:
+        query = _query_text(changes["query"], recorded=False)
+    else:
+        query = _query_text(request.get("query") or "", recorded=True)
+    # the recorded Host is sent as the header, never spliced into the URL (where a `/` or `?` in it would
+    # change the path that is requested)
+    headers["host"] = (recorded.get("host") or "127.0.0.1").encode("latin-1")
+    url = f"http://127.0.0.1{quote(request['path'])}" + (f"?{query}" if query else "")
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 0))
     async with httpx.AsyncClient(transport=transport) as client:
         response = await client.request(

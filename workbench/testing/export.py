@@ -324,7 +324,7 @@ def _render(
         body_lines += ["", *final_lines]
 
     notes = [
-        f'"""Recorded by Workbench from trace {trace["id"]} ({method} {path} -> {status}, {when}).',
+        f"Recorded by Workbench from trace {trace['id']} ({method} {path} -> {status}, {when}).",
         "",
         "The request is sent again as it was; then the background jobs run to the end, and the",
         "test checks what the trace showed: the status, the topics each step emitted (in order;",
@@ -340,7 +340,9 @@ def _render(
         unseeded = _wrap(", ".join(notes_of["unseeded"]))
         said = "The trace changed these keys from values it did not record (seed them above the"
         notes += ["", said, "request if the test needs them):", unseeded]
-    notes.append('"""')
+    # the path, keys and field names are the request's text: escaped, so that a quote or a backslash in
+    # them cannot end the docstring (and make the rest of it code) or break the file
+    notes = ['"""' + _doc_text(notes[0]), *(_doc_text(line) for line in notes[1:]), '"""']
 
     head = [*notes, ""]
     matchers = [name for name in ("ANY_TIME", "ANY_ID") if name in subst.used]
@@ -353,6 +355,12 @@ def _render(
     name = f"test_{_slug(trace)}_as_recorded"
     lines = [*head, f"def {name}(workbench: Harness) -> None:", *body_lines]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _doc_text(text: str) -> str:
+    """`text` as it reads inside a docstring: backslashes, quotes and control characters escaped."""
+    text = text.replace("\\", "\\\\").replace('"', '\\"')
+    return re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def _assert_equal(target: str, expected: Any) -> str:
