@@ -341,3 +341,20 @@ def test_token_mode_refuses_every_new_door_without_the_token(redis_url: str, tmp
             assert client.post(posts[0], headers={**W, **auth}).status_code == 202
     finally:
         stack.stop()
+
+
+@pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"-Infinity", b"1e999"])
+def test_nan_and_infinity_are_400_naming_the_field(workbench: Harness, number: bytes) -> None:
+    """Was 202: Python's parser reads them, the job's encoding made them null, so a re-emit of
+    `{"payload": NaN}` ran its subscriber on null (and failed there)."""
+    trace_id, span, emit = ids(workbench)
+    before = len(workbench.traces())
+    for path, field in [
+        (f"/traces/{trace_id}/emits/{emit}/reemit", "payload"),
+        (f"/traces/{trace_id}/spans/{span}/rerun", "data"),
+        (f"/traces/{trace_id}/replay", "body"),
+    ]:
+        answer = post(workbench, path, b'{"%s": {"n": [%s]}}' % (field.encode(), number))
+        assert answer.status_code == 400, (path, answer.text)
+        assert answer.json()["extra"]["field"] == field and "not a JSON number" in answer.json()["detail"]
+    assert len(workbench.traces()) == before  # nothing was started

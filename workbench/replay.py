@@ -17,6 +17,7 @@ guessed. A run started here keeps its input on its trace's summary (`input`), so
 from __future__ import annotations
 
 import json
+import math
 import re
 import shlex
 from collections.abc import Mapping
@@ -262,6 +263,8 @@ def check_edits(edits: Any) -> dict[str, Any]:
         if name not in EDITS:
             raise BadEdit(name, "not an edit of a replay (body, query, headers)")
     out = dict(edits)
+    if "body" in out:
+        _finite(out["body"], "body")
     query = out.get("query")
     if "query" in out and not isinstance(query, str):
         if not isinstance(query, dict) or not all(
@@ -310,7 +313,22 @@ def _body_text(body: Any) -> str:
     return body if isinstance(body, str) else json.dumps(body, ensure_ascii=False)
 
 
+def _finite(value: Any, field: str) -> None:
+    """NaN and Infinity (which Python's JSON parser reads) are refused: they are not JSON, and the job's
+    encoding would have turned them into null, so the run would get something else than was sent."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise BadEdit(field, f"{item!r} is not a JSON number (it would be sent as null)")
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
 def _check_data(step: BackgroundStep, data: Any, field: str) -> None:
+    _finite(data, field)
     try:
         check_value(data, what=field)
         step.prepare_input(data)
@@ -457,6 +475,7 @@ async def reemit(
             check_value(payload, what=field)
         except UnfitJson as exc:
             raise BadEdit(field, str(exc)) from exc
+        _finite(payload, field)
     new_id, _ = await runtime.emit_new_trace(topic, payload, source=source)
     await _link(runtime, new_id, trace_id, kind, span_id=event["spanId"])
     return Started(new_id)
