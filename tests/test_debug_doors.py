@@ -358,3 +358,19 @@ def test_nan_and_infinity_are_400_naming_the_field(workbench: Harness, number: b
         assert answer.status_code == 400, (path, answer.text)
         assert answer.json()["extra"]["field"] == field and "not a JSON number" in answer.json()["detail"]
     assert len(workbench.traces()) == before  # nothing was started
+
+
+def test_a_bad_value_given_outside_http_names_its_field_once(workbench: Harness) -> None:
+    """The CLI's --data and --payload reach the checks without the web's parser: the message said
+    `data: data: a string holds a lone surrogate`."""
+    from workbench import replay as actions
+
+    trace_id, span, emit = ids(workbench)
+    for call, field in [
+        (lambda: actions.rerun(workbench.runtime, trace_id, span, {"petId": "\ud800"}), "data"),
+        (lambda: actions.reemit(workbench.runtime, trace_id, emit, ["\ud800"]), "payload"),
+    ]:
+        with pytest.raises(actions.BadEdit) as refused:
+            workbench.call(call)
+        assert refused.value.field == field
+        assert str(refused.value).startswith(f"{field}: ") and f"{field}: {field}:" not in str(refused.value)

@@ -333,7 +333,7 @@ def _check_data(step: BackgroundStep, data: Any, field: str) -> None:
         check_value(data, what=field)
         step.prepare_input(data)
     except UnfitJson as exc:
-        raise BadEdit(field, str(exc)) from exc
+        raise BadEdit(field, str(exc).removeprefix(f"{field}: ")) from exc
     except Exception as exc:  # the step's own input check (a schema): what the run would fail on
         raise BadEdit(field, f"not an input {step.name} accepts: {str(exc)[:500]}") from exc
 
@@ -474,7 +474,7 @@ async def reemit(
         try:
             check_value(payload, what=field)
         except UnfitJson as exc:
-            raise BadEdit(field, str(exc)) from exc
+            raise BadEdit(field, str(exc).removeprefix(f"{field}: ")) from exc
         _finite(payload, field)
     new_id, _ = await runtime.emit_new_trace(topic, payload, source=source)
     await _link(runtime, new_id, trace_id, kind, span_id=event["spanId"])
