@@ -374,3 +374,14 @@ def test_a_bad_value_given_outside_http_names_its_field_once(workbench: Harness)
             workbench.call(call)
         assert refused.value.field == field
         assert str(refused.value).startswith(f"{field}: ") and f"{field}: {field}:" not in str(refused.value)
+
+
+def test_save_as_test_waits_for_the_trace_to_end(workbench: Harness) -> None:
+    """Was a 200 while the pet's jobs were still queued: the file asserted the emits and state of the
+    request alone, so it failed against the code that recorded it."""
+    response = workbench.client.post("/pets", json=PET)
+    trace_id = response.headers["x-trace-id"]
+    early = workbench.client.get(f"/_workbench/api/traces/{trace_id}/test")
+    assert early.status_code == 409 and "still running" in early.json()["detail"]
+    workbench.drain()
+    assert workbench.client.get(f"/_workbench/api/traces/{trace_id}/test").status_code == 200

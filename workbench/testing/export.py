@@ -210,6 +210,11 @@ async def export_test(runtime: Runtime, trace: dict[str, Any]) -> str:
     status = response.get("status") or (root.get("http") or {}).get("status")
     if status is None:
         raise Refused(f"trace {trace['id']} has no answer recorded yet (is it still running?)")
+    if trace.get("status") == "running":  # its emits and state so far are not what the test would check
+        raise Refused(
+            f"trace {trace['id']} is still running (a job of it is queued, running or waiting for a "
+            "retry): save it as a test once it has ended"
+        )
     try:
         response_body = json.loads(response.get("body") or "null")
     except ValueError:
