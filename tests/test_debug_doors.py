@@ -385,3 +385,14 @@ def test_save_as_test_waits_for_the_trace_to_end(workbench: Harness) -> None:
     assert early.status_code == 409 and "still running" in early.json()["detail"]
     workbench.drain()
     assert workbench.client.get(f"/_workbench/api/traces/{trace_id}/test").status_code == 200
+
+
+def test_host_and_content_length_edits_are_not_sent(workbench: Harness) -> None:
+    """Pinned (held on today's code): the connection's own headers are shown, never re-sent as edited."""
+    original = create(workbench)
+    edits = {"content-type": "application/json", "host": "evil.example", "content-length": "1"}
+    answer = replay(workbench, original, {"headers": edits})
+    assert answer.status_code == 202, answer.text
+    sent = recorded_request(workbench, answer.json()["traceId"])
+    assert sent["headers"]["host"] == recorded_request(workbench, original)["headers"]["host"]
+    assert sent["headers"]["content-length"] == str(len(sent["body"].encode()))
