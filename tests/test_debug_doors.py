@@ -318,15 +318,26 @@ def test_token_mode_refuses_every_new_door_without_the_token(redis_url: str, tmp
             emit = next(
                 e["id"] for s in trace["spanList"] for e in s.get("events", []) if e["kind"] == "emit"
             )
-            posts = [f"/_workbench/api/traces/{trace_id}/replay",
-                     f"/_workbench/api/traces/{trace_id}/spans/{span}/rerun",
-                     f"/_workbench/api/traces/{trace_id}/emits/{emit}/reemit"]  # fmt: skip
+            queue = "/_workbench/api/queues/PetLifecycleOrchestrator"
+            posts = [
+                f"/_workbench/api/traces/{trace_id}/replay",
+                f"/_workbench/api/traces/{trace_id}/spans/{span}/rerun",
+                f"/_workbench/api/traces/{trace_id}/emits/{emit}/reemit",
+                f"/_workbench/api/traces/{trace_id}/cancel",
+                f"/_workbench/api/jobs/{span}/cancel",
+                f"{queue}/pause",
+                f"{queue}/resume",
+                f"{queue}/purge?confirm=PetLifecycleOrchestrator",
+            ]
             gets = [f"/_workbench/api/traces/{trace_id}/{p}" for p in ("replays", "curl", "test")] + [
                 f"/_workbench/api/compare?a={trace_id}&b={trace_id}",
                 f"/_workbench/compare?a={trace_id}&b={trace_id}",
                 "/_workbench/api/state/changes?group=pets&key=1",
                 f"/_workbench/traces/{trace_id}/replay-panel",
                 f"/_workbench/traces/{trace_id}/spans/{span}/rerun-panel",
+                "/_workbench/api/queues",
+                "/_workbench/queues",
+                f"/_workbench/traces/{trace_id}/spans/{span}/events?offset=0",
             ]
             for path in posts:
                 for headers in (
