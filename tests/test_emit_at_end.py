@@ -86,3 +86,44 @@ def test_an_api_handler_that_succeeds_sends_its_emits(lab: Harness) -> None:
     assert response.status_code == 202
     assert lab.drain().steps == ["Count"]
     assert lab.trace(response).status == "completed"
+
+
+SIMPLE = """
+config = {"type": "event", "name": "Once", "subscribes": ["start"], "emits": ["next"]}
+
+
+async def handler(data, ctx):
+    await ctx.emit("next", {"attempt": ctx.attempt})
+"""
+
+
+def test_a_runs_emits_leave_with_its_jobs_ending_so_a_worker_killed_after_it_cannot_run_it_again(
+    tmp_path: Path, workbench_redis_url: str
+) -> None:
+    """The run's span end, its emitted jobs and its own job's removal go in one round trip: once
+    the run has returned, nothing is left for a second run of the job (a worker SIGKILLed before
+    the loop wrote the ending ran it again, and its emits were delivered twice)."""
+    from redis import Redis as SyncRedis
+
+    from workbench import job_queue
+    from workbench.ids import now_ms
+
+    with steps_harness(tmp_path, workbench_redis_url, {"once": SIMPLE, "count": COUNT}) as lab:
+        step = lab.registry.get("Once")
+        assert step is not None
+        trace_id, job_id = lab.call(lambda: lab.runtime.enqueue_step(step, {}))
+        redis = SyncRedis.from_url(workbench_redis_url)
+        raw = redis.get(job_queue.job_key(job_id))
+        assert raw is not None and redis.zscore(job_queue.QUEUE, job_id) is not None
+        info = job_queue.JobInfo(job_id=job_id, try_number=1, ready_at=now_ms())
+        # the run alone, as the worker loop calls it, without the loop's ending after it
+        assert lab.call(lambda: lab.runtime.run_job(job_queue.payload_of(raw), info)) is None
+        assert info.ended  # the loop writes no ending of its own
+        assert redis.zscore(job_queue.QUEUE, job_id) is None  # gone from the queue,
+        assert redis.exists(job_queue.job_key(job_id)) == 0  # with its data,
+        queued = [j.decode() for j in redis.zrange(job_queue.QUEUE, 0, -1)]
+        assert len(queued) == 1  # while the job it emitted is queued
+        assert lab.trace(trace_id).span("Once").status == "completed"
+        lab.drain()
+        assert lab.state.get("count", "runs") == 1
+        redis.close()

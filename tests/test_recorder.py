@@ -479,3 +479,106 @@ def test_record_fields_leave_out_the_records_own_attributes() -> None:
     logging.Formatter("%(asctime)s %(message)s").format(record)  # adds `message` and `asctime`
     record.stack_info = "stack"
     assert record_fields(record) == {"kept": True}
+
+
+# --- commands after a trace's records (after_records: the job endings) ------------------------------
+
+# copies the span's stored JSON into `marker` when the command runs: what was written before it
+_SEEN = "redis.call('set', KEYS[2], redis.call('hget', KEYS[1], ARGV[1]) or 'missing')"
+
+
+def copy_span_into(marker: str, trace: str, span_id: str) -> Callable[[Pipeline], None]:
+    def build(pipe: Pipeline) -> None:
+        pipe.eval(_SEEN, 2, keys.SPANS + trace, marker, span_id)
+
+    return build
+
+
+async def test_commands_after_records_run_after_them_in_the_same_round_trip(
+    recorder: Recorder, redis: Redis
+) -> None:
+    span = make_span("T1")
+    span.status, span.finished_at = "completed", now_ms()
+    recorder.span(span, open_delta=-1)
+    written = recorder.after_records("T1", copy_span_into("marker", "T1", "s1"))
+    assert not written.done()  # nothing goes without the flusher or a flush
+    recorder.start()
+    await asyncio.wait_for(written, 5)
+    assert json.loads(await redis.get("marker"))["status"] == "completed"  # the span's end came first
+    assert await script_calls(redis) == 1
+    info = await redis.info("commandstats")
+    assert info["cmdstat_eval"]["calls"] == 1
+
+
+async def test_commands_after_a_trace_with_a_write_in_flight_wait_for_its_next_records(
+    recorder: Recorder, redis: Redis
+) -> None:
+    store = recorder.store
+    original = store.ensure_scripts
+    in_flight, go_on = asyncio.Event(), asyncio.Event()
+
+    async def slow_once() -> None:
+        if not in_flight.is_set():  # the first write only: it stays on its way until go_on
+            in_flight.set()
+            await go_on.wait()
+        await original()
+
+    store.ensure_scripts = slow_once  # type: ignore[method-assign]
+    recorder.span(make_span("T1"))
+    first = asyncio.create_task(recorder.flush())
+    await asyncio.wait_for(in_flight.wait(), 5)
+    span = make_span("T1")
+    span.status, span.finished_at = "completed", now_ms()
+    recorder.span(span)  # queued while T1's first write is on its way
+    written = recorder.after_records("T1", copy_span_into("marker", "T1", "s1"))
+    recorder.after_records("T2", lambda pipe: pipe.rpush("other", "x"))  # another trace: not held back
+    recorder.start()
+    try:
+        assert await redis.blpop(["other"], timeout=5) == ("other", "x")
+        assert not written.done() and await redis.get("marker") is None
+    finally:
+        go_on.set()
+    await first
+    await asyncio.wait_for(written, 5)
+    assert json.loads(await redis.get("marker"))["status"] == "completed"
+
+
+async def test_commands_after_records_learn_of_a_failed_round_trip(recorder: Recorder, redis: Redis) -> None:
+    async def unreachable() -> None:
+        raise RedisConnectionError("Redis went away")
+
+    original = recorder.store.ensure_scripts
+    recorder.store.ensure_scripts = unreachable  # type: ignore[method-assign]
+    recorder.event(event("T1", 1))
+    written = recorder.after_records("T1", lambda pipe: pipe.set("marker", "x"))
+    with pytest.raises(RedisConnectionError):
+        await recorder.flush()
+    with pytest.raises(RedisConnectionError):
+        await written
+    assert await redis.get("marker") is None  # its caller (the worker loop) tries again
+    recorder.store.ensure_scripts = original  # type: ignore[method-assign]
+    await recorder.flush()
+    assert await stored_messages(redis, "T1") == ["m1"]  # the records themselves were kept
+
+
+async def test_a_failing_command_after_records_fails_only_its_own_future(
+    recorder: Recorder, redis: Redis
+) -> None:
+    await redis.set("a-string", "x")
+    bad = recorder.after_records("T1", lambda pipe: pipe.hset("a-string", "f", "v"))  # WRONGTYPE
+    good = recorder.after_records("T2", lambda pipe: pipe.set("marker", "x"))
+    await recorder.flush()
+    with pytest.raises(ResponseError):
+        await bad
+    await good
+    assert await redis.get("marker") == "x"
+
+
+async def test_a_disabled_recorder_still_sends_commands_after_records(redis: Redis) -> None:
+    rec = Recorder(TraceStore(redis), enabled=False)
+    rec.start()
+    try:
+        await asyncio.wait_for(rec.after_records("T1", lambda pipe: pipe.set("marker", "x")), 5)
+    finally:
+        await rec.stop()
+    assert await redis.get("marker") == "x"

@@ -226,6 +226,7 @@ class JobInfo(msgspec.Struct):
     try_number: int  # 1 for the first run of this job id; every run counts up (retries, crashes, stops)
     ready_at: int  # ms at which the job became due (enqueue time, retry time or cron tick)
     interrupted: int = 0  # earlier runs stopped by a graceful shutdown (they are not attempts)
+    ended: bool = False  # its ending already went out with the run's emits (Runtime.send_outbox)
 
     @property
     def attempt(self) -> int:

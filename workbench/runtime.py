@@ -180,12 +180,16 @@ class Runtime:
             await self._send(scope, [outgoing])
         return Emitted(topic, [s.name for s in subscribers], outgoing.job_ids)
 
-    async def send_outbox(self, scope: SpanScope) -> None:
+    async def send_outbox(self, scope: SpanScope, job: job_queue.JobInfo | None = None) -> None:
         """The run succeeded: its emits leave now, in one round trip with every record of the trace
-        queued so far (the span's end among them). Later emits (from work it left running) leave at once."""
+        queued so far (the span's end among them) and the ending of its `job` — a worker killed
+        after it can never run the job again and send them twice. Later emits (from work it left
+        running) leave at once."""
         outgoing, scope.outbox = scope.outbox or [], None
         if outgoing:
-            await self._send(scope, outgoing)
+            await self._send(scope, outgoing, job.job_id if job else None)
+            if job is not None:
+                job.ended = True
 
     def drop_outbox(self, scope: SpanScope) -> None:
         """The run failed: its emits are not delivered (a retry sends its own, once)."""
@@ -198,7 +202,7 @@ class Runtime:
                 {"notSent": [o.topic for o in outgoing]},
             )
 
-    async def _send(self, scope: SpanScope, outgoing: list[Outgoing]) -> None:
+    async def _send(self, scope: SpanScope, outgoing: list[Outgoing], done_job: str | None = None) -> None:
         jobs = sum(len(o.subscribers) for o in outgoing)
         if jobs:  # written in the same round trip as the jobs, just before them
             self.recorder.add_raw(adjust_record(scope.trace_id, open_delta=jobs))
@@ -220,6 +224,8 @@ class Runtime:
                     job_queue.add_job(pipe, payload, job_id=job_id, run_at_ms=run_at)
             if jobs:
                 job_queue.add_wake(pipe, [job_id for o in outgoing for job_id in o.job_ids])
+            if done_job is not None:
+                job_queue.JobQueue.end(pipe, done_job)
 
         await self.recorder.run_with_records(scope.trace_id, build)
 
@@ -381,7 +387,7 @@ class Runtime:
             await self._cancelled(scope, left)
             return None
         if outcome.error is None:
-            await self._succeeded(step, scope, left)
+            await self._succeeded(step, scope, left, info)
             return None
         return await self._failed(step, payload, info, scope, left, outcome, base)
 
@@ -420,7 +426,8 @@ class Runtime:
             return _Outcome("failed", error_info(exc))
         return _Outcome("completed")
 
-    async def _succeeded(self, step: BackgroundStep, scope: SpanScope, left: set[asyncio.Task[Any]]) -> None:
+    async def _succeeded(self, step: BackgroundStep, scope: SpanScope, left: set[asyncio.Task[Any]],
+                         info: job_queue.JobInfo) -> None:  # fmt: skip
         span = scope.span
         if left:  # the trace stays open until they end (or the step's timeout cancels them)
             end_span(self.recorder, span, "completed", closes=False)
@@ -433,7 +440,7 @@ class Runtime:
             )
         else:
             end_span(self.recorder, span, "completed")
-        await self.send_outbox(scope)  # with the span's end, in one round trip
+        await self.send_outbox(scope, info)  # with the span's end and the job's, in one round trip
 
     async def _failed(self, step: BackgroundStep, payload: dict[str, Any], info: job_queue.JobInfo,
                       scope: SpanScope, left: set[asyncio.Task[Any]], outcome: _Outcome,

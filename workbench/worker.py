@@ -101,6 +101,7 @@ async def run_worker(
         run_job=runtime.run_job,
         heartbeat=Heartbeat(runtime),
         on_cancel=runtime.cancel_runs,
+        write_ending=runtime.recorder.after_records,
         concurrency=settings.concurrency,
         poll_delay_s=settings.poll_delay_s,
         lease_s=settings.lease_s,

@@ -66,6 +66,10 @@ ENDING_TRIES = 5  # writes of a job's ending before it is left to its lease (0.7
 LOOP_CONNECTIONS = 4  # opened at start: the claims, the endings, the wake-up subscription, a spare
 
 
+# writes a job's ending (the commands `build` queues) after the records of its trace (`trace_id`)
+EndingWriter = Callable[[str, Callable[[Pipeline], None]], Awaitable[None]]
+
+
 class WorkerLoop:
     """Runs jobs from the queue until stopped (or, with `burst`, until the queue is empty)."""
 
@@ -76,6 +80,7 @@ class WorkerLoop:
         run_job: JobRunner,
         heartbeat: Callable[[], Awaitable[None]] | None,
         on_cancel: Callable[[list[str]], None] | None = None,
+        write_ending: EndingWriter | None = None,
         concurrency: int,
         poll_delay_s: float,
         lease_s: float,
@@ -95,6 +100,9 @@ class WorkerLoop:
         self._run_job = run_job
         self._heartbeat = heartbeat
         self._on_cancel = on_cancel  # a user's cancel of running jobs (cancel.py), passed to the runner
+        # where a job's ending is written: with the records of its trace (Recorder.after_records), so a
+        # job is never seen done before its span's end is stored; else in batches of the loop's own
+        self._write_ending = write_ending
         self._backstop_s = max_timeout_s + 5  # each step's own timeout fires first
         self._redis: Redis | None = None
         self._queue: JobQueue | None = None
@@ -307,8 +315,10 @@ class WorkerLoop:
             log.warning("job %s expired before it could run; removed", job_id)
             await self._end(job_id, None)
             return
+        trace_id = ""
         try:
             payload = payload_of(raw)
+            trace_id = str(payload.get("traceId") or "")
             async with asyncio.timeout(self._backstop_s):
                 delay = await self._run_job(payload, info)
         except asyncio.CancelledError:
@@ -327,13 +337,15 @@ class WorkerLoop:
         else:
             if delay is None:
                 self.jobs_complete += 1
+                if info.ended:  # its ending went out with its emits (Runtime.send_outbox)
+                    return
             else:
                 self.jobs_retried += 1
-        await self._end(job_id, delay)
+        await self._end(job_id, delay, trace_id)
 
-    async def _end(self, job_id: str, retry_in_s: float | None) -> None:
-        """Remove a finished job, or put it back in the queue for `retry_in_s`; written with the
-        other jobs ending at about the same time, in one MULTI/EXEC."""
+    async def _end(self, job_id: str, retry_in_s: float | None, trace_id: str = "") -> None:
+        """Remove a finished job, or put it back in the queue for `retry_in_s`: with the records of
+        its trace (`write_ending`), or written with the other jobs ending at about the same time."""
         build: Callable[[Pipeline], None]
         if retry_in_s is None:
             build = functools.partial(JobQueue.end, job_id=job_id)
@@ -345,6 +357,19 @@ class WorkerLoop:
         # its lease renewed, so a failed write (a connection that timed out while a handler blocked
         # the loop, a Redis blip) does not give it up to a second run at once
         for attempt in range(ENDING_TRIES):
+            if self._write_ending is not None:
+                try:
+                    await asyncio.shield(self._write_ending(trace_id, build))
+                    return
+                except (RedisError, OSError) as exc:
+                    if attempt + 1 == ENDING_TRIES:
+                        log.warning(
+                            "could not record the end of job %s (%s); it runs again after its lease",
+                            job_id, exc,
+                        )  # fmt: skip
+                        return
+                    await asyncio.sleep(0.05 * 2**attempt)
+                    continue
             self._endings.append(build)
             if self._endings_written is None:
                 self._endings_written = asyncio.get_running_loop().create_future()
@@ -540,6 +565,7 @@ def make_worker(
     run_job: JobRunner,
     heartbeat: Callable[[], Awaitable[None]] | None = None,
     on_cancel: Callable[[list[str]], None] | None = None,
+    write_ending: EndingWriter | None = None,
     concurrency: int,
     poll_delay_s: float,
     lease_s: float,
@@ -553,6 +579,7 @@ def make_worker(
         run_job=run_job,
         heartbeat=heartbeat,
         on_cancel=on_cancel,
+        write_ending=write_ending,
         concurrency=concurrency,
         poll_delay_s=poll_delay_s,
         lease_s=lease_s,

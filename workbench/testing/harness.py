@@ -245,6 +245,7 @@ class Harness:
                 self.settings.redis_url,
                 run_job=run_job,
                 heartbeat=None,  # no cron ticks by the clock: tests run cron steps with run_cron()
+                write_ending=runtime.recorder.after_records,  # as the worker process does
                 concurrency=1,
                 poll_delay_s=self.settings.poll_delay_s,
                 lease_s=self.settings.lease_s,

@@ -36,6 +36,15 @@ SpanObserver = Callable[[Span], None]
 LogObserver = Callable[[Event], None]
 
 
+@dataclass
+class _After:
+    """Commands to send in the round trip that writes the records of `trace_id` queued before them."""
+
+    trace_id: str
+    build: Callable[[Pipeline], None]
+    written: asyncio.Future[None]
+
+
 class Recorder:
     """Queues records and writes them in batches, keeping each trace's records in order.
 
@@ -64,6 +73,7 @@ class Recorder:
         self._pending: list[Record] = []
         self._span_at: dict[str, int] = {}  # span id -> index of its record in _pending (merged in place)
         self._inflight: dict[str, asyncio.Future[None]] = {}  # trace id -> the write carrying its records
+        self._after: list[_After] = []  # commands waiting for their trace's records (after_records)
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         # called with each span record that reaches a finished status (metrics subscribe here);
@@ -114,9 +124,9 @@ class Recorder:
             await self._wakeup.wait()
             self._wakeup.clear()
             try:
-                records = self._take(None)
-                if records:
-                    await self._write(records)
+                records, after = self._take(None), self._take_after(None)
+                if records or after:
+                    await self._write(records, after=after)
                 backoff = 0.05
             except (RedisError, OSError) as exc:
                 # Redis is away: keep the records and try again, with a growing pause
@@ -129,19 +139,47 @@ class Recorder:
 
     async def flush(self) -> None:
         """Write everything queued so far (and wait for writes already in flight)."""
-        while self._pending or self._inflight:
+        while self._pending or self._inflight or self._after:
             if self._inflight:
                 await asyncio.gather(*set(self._inflight.values()))
-            records = self._take(None)
-            if records:
-                await self._write(records)
+            records, after = self._take(None), self._take_after(None)
+            if records or after:
+                await self._write(records, after=after)
 
     async def run_with_records(self, trace_id: str, build: Callable[[Pipeline], None]) -> list[Any]:
         """Run `build`'s commands right after every record of `trace_id` queued so far, in one round
         trip: a job an emit enqueues can never be seen before the records that led to it."""
         while (earlier := self._inflight.get(trace_id)) is not None:
             await earlier
-        return await self._write(self._take(trace_id), build, also=trace_id)
+        return await self._write(self._take(trace_id), build, also=trace_id, after=self._take_after(trace_id))
+
+    def after_records(self, trace_id: str, build: Callable[[Pipeline], None]) -> asyncio.Future[None]:
+        """Send `build`'s commands in the flusher's next round trip, right after the records of
+        `trace_id` queued so far; the future resolves once Redis has run them (or with the error).
+
+        A job's ending (worker_loop) goes this way: a job is never seen done before its span's end
+        is stored (a worker killed in between would leave that span running for ever), and the
+        endings of many jobs share the round trip of their records instead of taking one of their own.
+        """
+        written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._after.append(_After(trace_id, build, written))
+        self._wakeup.set()
+        return written
+
+    def _take_after(self, trace_id: str | None) -> list[_After]:
+        """The waiting commands that may go now, by the rule of `_take` (taken in the same step)."""
+        if not self._after:
+            return []
+        taken: list[_After] = []
+        kept: list[_After] = []
+        for after in self._after:
+            tid = after.trace_id
+            if tid == trace_id or (trace_id is None and tid not in self._inflight):
+                taken.append(after)
+            else:
+                kept.append(after)
+        self._after = kept
+        return taken
 
     def _take(self, trace_id: str | None) -> list[Record]:
         """Pending records that may be written now: those of `trace_id`, or (None) those of every
@@ -159,30 +197,51 @@ class Recorder:
         return taken
 
     async def _write(
-        self, records: list[Record], build: Callable[[Pipeline], None] | None = None, also: str | None = None
+        self,
+        records: list[Record],
+        build: Callable[[Pipeline], None] | None = None,
+        also: str | None = None,
+        after: list[_After] | None = None,
     ) -> list[Any]:
-        """One round trip: the records (one script call), then `build`'s commands."""
+        """One round trip: the records (one script call), the waiting commands `after` (each
+        resolved with its own outcome), then `build`'s commands (their results returned)."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        traces = {r[1] for r in records} | ({also} if also else set())
+        after = after or []
+        traces = {r[1] for r in records} | {a.trace_id for a in after} | ({also} if also else set())
         for tid in traces:
             self._inflight[tid] = done
         try:
             try:
                 await self.store.ensure_scripts()
-            except BaseException:
+            except BaseException as exc:
                 self.store.forget_scripts()
                 self._requeue(records)
+                _fail(after, exc)
                 raise
             async with self.redis.pipeline(transaction=False) as pipe:
                 self.store.apply(pipe, records)
+                bounds: list[tuple[int, int]] = []  # each waiting command set's place in the results
+                for waiting in after:
+                    first = len(pipe.command_stack)
+                    waiting.build(pipe)
+                    bounds.append((first, len(pipe.command_stack)))
                 if build is not None:
                     build(pipe)
                 try:
                     results: list[Any] = await pipe.execute(raise_on_error=False)
-                except BaseException:
+                except BaseException as exc:
                     self.store.forget_scripts()  # a Redis that restarted has forgotten the script
                     self._requeue(records)
+                    _fail(after, exc)
                     raise
+            for waiting, (first, last) in zip(after, bounds, strict=True):
+                error = next((r for r in results[first:last] if isinstance(r, Exception)), None)
+                if waiting.written.done():
+                    continue
+                if error is None:
+                    waiting.written.set_result(None)
+                else:
+                    waiting.written.set_exception(error)
         finally:
             for tid in traces:
                 if self._inflight.get(tid) is done:
@@ -202,7 +261,7 @@ class Recorder:
             raise OutOfMemoryError(str(own[0]))  # the flusher backs off and retries; a caller sees why
         elif own and isinstance(own[0], Exception):
             _limited.warning("dropped", "trace records were not written: %s", own[0])
-        rest = results[len(own) :]
+        rest = results[len(own) + sum(last - first for first, last in bounds) :]
         for result in rest:
             if isinstance(result, Exception):
                 raise result
@@ -272,6 +331,17 @@ class Recorder:
                 self._span_ended(_span_from_json(data))
         if self.enabled:
             self._add(record)
+
+
+def _fail(after: list[_After], exc: BaseException) -> None:
+    """The round trip carrying these waiting commands did not happen: their callers learn why."""
+    for waiting in after:
+        if waiting.written.done():
+            continue
+        if isinstance(exc, asyncio.CancelledError):
+            waiting.written.cancel()
+        else:
+            waiting.written.set_exception(exc)
 
 
 def _span_from_json(data: dict[str, Any]) -> Span:
