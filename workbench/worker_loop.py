@@ -8,7 +8,11 @@ It is ours, not arq's `Worker` (see `arq_seam.py` for what is still arq's: the d
 - **Leases.** A running job's lease is renewed every third of the lease by a thread with its own
   Redis connection (`LeaseKeeper`), so a handler blocking the event loop (`time.sleep(8)` in an
   `async def`) cannot make the worker look dead: only a dead process loses its jobs.
-- **Endings in batches.** The endings of jobs that finish together are written in one MULTI/EXEC. A
+- **Endings with the records.** A job's ending is written by `write_ending` (the worker process and
+  the harness pass `Recorder.after_records`): after its span's end, in the recorder's next batch, so
+  many jobs' endings share the records' round trip and a job is never seen done before its span
+  ended; a run that emitted ended its job already, with its emits (`JobInfo.ended`). Without
+  `write_ending`, the endings of jobs that finish together are written in one MULTI/EXEC. A
   run that cannot finish (the machinery failed, not the step) is put back in the queue, never dropped.
   An ending that cannot be written is tried again while the job is still held (lease renewed), and the
   loop's connections are opened at start: one opened while a handler blocks the loop would time out.
