@@ -21,7 +21,7 @@ from redis.exceptions import NoScriptError
 
 from . import keys, lua
 from .ids import now_ms
-from .json_values import check_value
+from .json_values import UnfitJson, check_value
 from .settings import Settings
 from .tracing.recorder import SpanScope, current_scope
 from .tracing.records import cap_json
@@ -45,7 +45,27 @@ def _traced() -> SpanScope | None:
 
 def _dumps(value: Any) -> str:
     """The stored form of a value; refuses (UnfitJson, a ValueError) what could not be shown again."""
-    return json.dumps(check_value(value), separators=(",", ":"), default=str)
+    return _stored_form(value)[0]
+
+
+def _stored_form(value: Any) -> tuple[str, bool]:
+    """`_dumps`, and whether a part of the value was not JSON and was stored as its text (`str`: a
+    datetime, a set): then the value as stored differs from `value`, and a state diff shows the stored
+    one. NaN and Infinity are refused (the text `NaN` is not JSON: it read back as NaN here and as null
+    everywhere else)."""
+    converted = False
+
+    def as_text(item: Any) -> str:
+        nonlocal converted
+        converted = True
+        return str(item)
+
+    checked = check_value(value)
+    try:
+        text = json.dumps(checked, separators=(",", ":"), default=as_text, allow_nan=False)
+    except ValueError as exc:  # NaN or Infinity, a circular reference
+        raise UnfitJson(f"value: not JSON ({exc})") from exc
+    return text, converted
 
 
 def _entry(scope: SpanScope, op: str) -> str:
@@ -130,13 +150,14 @@ class State:
 
     async def set(self, group: str, key: str, value: Any) -> Any:
         check_value(key, what="key")
-        raw = _dumps(value)
+        raw, converted = _stored_form(value)
         if (scope := _traced()) is None:
             await self._list_group(group)
             await self.redis.hset(keys.STATE + group, key, raw)
             return value
         old = await self._traced_write(scope, "set", group, key, raw)
-        _Change(scope).stored("before", old).value("after", value, raw).record("set", group, key)
+        after = json.loads(raw) if converted else value
+        _Change(scope).stored("before", old).value("after", after, raw).record("set", group, key)
         return value
 
     async def delete(self, group: str, key: str) -> bool:
@@ -202,7 +223,7 @@ class State:
                         "update", group, key, changed=False
                     )
                 return old
-            text = _dumps(new)
+            text, converted = _stored_form(new)
             expected = ["0", ""] if raw is None else ["1", raw]
             traced: list[Any] = (
                 [_entry(scope, "update"), self.changes_kept, self.changes_ttl_s] if scope else []
@@ -212,7 +233,8 @@ class State:
                 await self._list_group(group)
                 if scope is not None:
                     more = {"tries": tries} if tries > 1 else {}
-                    _Change(scope).stored("before", raw).value("after", new, text).record(
+                    after = json.loads(text) if converted else new
+                    _Change(scope).stored("before", raw).value("after", after, text).record(
                         "update", group, key, **more
                     )
                 return new
