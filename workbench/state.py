@@ -21,7 +21,7 @@ from redis.exceptions import NoScriptError
 
 from . import keys, lua
 from .ids import now_ms
-from .json_values import UnfitJson, check_value
+from .json_values import check_value
 from .settings import Settings
 from .tracing.recorder import SpanScope, current_scope
 from .tracing.records import cap_json
@@ -51,8 +51,7 @@ def _dumps(value: Any) -> str:
 def _stored_form(value: Any) -> tuple[str, bool]:
     """`_dumps`, and whether a part of the value was not JSON and was stored as its text (`str`: a
     datetime, a set): then the value as stored differs from `value`, and a state diff shows the stored
-    one. NaN and Infinity are refused (the text `NaN` is not JSON: it read back as NaN here and as null
-    everywhere else)."""
+    one."""
     converted = False
 
     def as_text(item: Any) -> str:
@@ -60,11 +59,7 @@ def _stored_form(value: Any) -> tuple[str, bool]:
         converted = True
         return str(item)
 
-    checked = check_value(value)
-    try:
-        text = json.dumps(checked, separators=(",", ":"), default=as_text, allow_nan=False)
-    except ValueError as exc:  # NaN or Infinity, a circular reference
-        raise UnfitJson(f"value: not JSON ({exc})") from exc
+    text = json.dumps(check_value(value), separators=(",", ":"), default=as_text)
     return text, converted
 
 
