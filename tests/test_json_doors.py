@@ -39,6 +39,27 @@ def test_the_json_apis_refuse_it_and_store_nothing(workbench: Harness, text: str
     assert workbench.emitted() == []
 
 
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_numbers_json_cannot_carry_are_refused_at_the_json_apis_and_forms(
+    workbench: Harness, number: str
+) -> None:
+    """Python's parser reads NaN and Infinity (and 1e999 as inf); stored, they came back as null."""
+    state = post_json(
+        workbench, "/_workbench/api/state/set", f'{{"group": "g", "key": "k", "value": {number}}}'
+    )
+    emit = post_json(
+        workbench, "/_workbench/api/emit", f'{{"topic": "pet.created", "data": {{"n": {number}}}}}'
+    )
+    form = workbench.client.post(
+        "/_workbench/state/set", data={"group": "g", "key": "k", "value": number}, headers=H
+    )
+    assert (state, emit, form.status_code) == (400, 400, 400)
+    assert "not a JSON number" in form.text
+    assert workbench.state.group("g") == {} and workbench.emitted() == []
+    with pytest.raises(ValueError, match="not a JSON number"):
+        workbench.state.set("g", "k", {"ratio": float("nan")})
+
+
 def test_the_forms_refuse_it(workbench: Harness) -> None:
     form = workbench.client.post(
         "/_workbench/state/set", data={"group": "g", "key": "k", "value": '"\\ud800"'}, headers=H

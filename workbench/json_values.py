@@ -11,6 +11,7 @@ naming what is wrong, before anything is stored.
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -23,25 +24,60 @@ class UnfitJson(ValueError):
 
 
 def check_value(value: Any, *, what: str = "value") -> Any:
-    """`value` itself, when every string in it is valid Unicode and it nests at most `MAX_DEPTH` deep."""
-    stack: list[tuple[Any, int, str]] = [(value, 0, what)]
+    """`value` itself, when every string in it is valid Unicode, every number finite (no NaN or
+    Infinity), and it nests at most `MAX_DEPTH` deep; else `UnfitJson` naming where (`what.a[2]`)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
-        item, depth, where = stack.pop()
-        if isinstance(item, str):
-            if not item.isascii() and _SURROGATE.search(item):
-                raise UnfitJson(f"{where}: a string holds a lone surrogate (not valid Unicode)")
-        elif isinstance(item, dict):
+        item, depth = stack.pop()
+        if isinstance(item, dict):
             if depth >= MAX_DEPTH:
-                raise UnfitJson(f"{where}: nested deeper than {MAX_DEPTH} levels")
+                raise UnfitJson(f"{what}: nested deeper than {MAX_DEPTH} levels")
             for key, inner in item.items():
                 if isinstance(key, str) and not key.isascii() and _SURROGATE.search(key):
-                    raise UnfitJson(f"{where}: a key holds a lone surrogate (not valid Unicode)")
-                stack.append((inner, depth + 1, where))
+                    raise UnfitJson(
+                        f"{_where(value, what)}: a key holds a lone surrogate (not valid Unicode)"
+                    )
+                stack.append((inner, depth + 1))
         elif isinstance(item, (list, tuple)):
             if depth >= MAX_DEPTH:
-                raise UnfitJson(f"{where}: nested deeper than {MAX_DEPTH} levels")
-            stack.extend((inner, depth + 1, where) for inner in item)
+                raise UnfitJson(f"{what}: nested deeper than {MAX_DEPTH} levels")
+            stack.extend((inner, depth + 1) for inner in item)
+        elif isinstance(item, str):  # written out, not `_unfit`: this runs for every emit's payload
+            if not item.isascii() and _SURROGATE.search(item):
+                raise UnfitJson(f"{_where(value, what)}: {_why(item)}")
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise UnfitJson(f"{_where(value, what)}: {_why(item)}")
     return value
+
+
+def _unfit(item: Any) -> bool:
+    if isinstance(item, str):
+        return not item.isascii() and _SURROGATE.search(item) is not None
+    return isinstance(item, float) and not math.isfinite(item)
+
+
+def _why(item: Any) -> str:
+    if isinstance(item, str):
+        return "a string holds a lone surrogate (not valid Unicode)"
+    # Python writes it as NaN/Infinity, which is not JSON: a browser reads null, or nothing
+    return f"{item!r} is not a JSON number"
+
+
+def _where(value: Any, what: str) -> str:
+    """The path of the first unfit part of `value` (walked again only once one was found)."""
+    stack: list[tuple[Any, str]] = [(value, what)]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, dict):
+            for key, inner in item.items():
+                if isinstance(key, str) and _SURROGATE.search(key):
+                    return path
+                stack.append((inner, f"{path}.{key}"))
+        elif isinstance(item, (list, tuple)):
+            stack.extend((inner, f"{path}[{i}]") for i, inner in enumerate(item))
+        elif _unfit(item):
+            return path
+    return what
 
 
 def parse_json(raw: bytes | str, *, what: str = "body") -> Any:

@@ -17,7 +17,6 @@ guessed. A run started here keeps its input on its trace's summary (`input`), so
 from __future__ import annotations
 
 import json
-import math
 import re
 import shlex
 from collections.abc import Mapping
@@ -314,23 +313,17 @@ def _body_text(body: Any) -> str:
 
 
 def _finite(value: Any, field: str) -> None:
-    """NaN and Infinity (which Python's JSON parser reads) are refused: they are not JSON, and the job's
-    encoding would have turned them into null, so the run would get something else than was sent."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, float) and not math.isfinite(item):
-            raise BadEdit(field, f"{item!r} is not a JSON number (it would be sent as null)")
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
+    """Refused as every door refuses it (`check_value`: NaN and Infinity, which Python's JSON parser
+    reads, lone surrogates, absurd nesting), as an edit error naming `field`."""
+    try:
+        check_value(value, what=field)
+    except UnfitJson as exc:
+        raise BadEdit(field, str(exc).removeprefix(f"{field}: ")) from exc
 
 
 def _check_data(step: BackgroundStep, data: Any, field: str) -> None:
     _finite(data, field)
     try:
-        check_value(data, what=field)
         step.prepare_input(data)
     except UnfitJson as exc:
         raise BadEdit(field, str(exc).removeprefix(f"{field}: ")) from exc
@@ -471,10 +464,6 @@ async def reemit(
             )
         payload = event["payload"]
     else:
-        try:
-            check_value(payload, what=field)
-        except UnfitJson as exc:
-            raise BadEdit(field, str(exc).removeprefix(f"{field}: ")) from exc
         _finite(payload, field)
     new_id, _ = await runtime.emit_new_trace(topic, payload, source=source)
     await _link(runtime, new_id, trace_id, kind, span_id=event["spanId"])
