@@ -311,3 +311,17 @@ async def test_a_stored_value_that_is_not_json_is_recorded_as_text_and_the_op_wo
     assert (lone["before"], lone["unreadable"]) == ('"\\ud800"', True)
     page_ok = await runtime.store.get_trace(span.trace_id)
     assert page_ok is not None
+
+
+async def test_the_changes_list_lives_as_long_as_the_runtime_keeps_traces(
+    settings: Settings, registry: Registry, sync_redis: SyncRedis
+) -> None:
+    rt = Runtime(replace(settings, retention_age_s=600), registry)
+    await rt.start()
+    try:
+        with in_span(rt, step="Writer"):
+            await rt.state.set("pets", "7", {"n": 1})
+        await rt.recorder.flush()
+    finally:
+        await rt.stop()
+    assert 0 < sync_redis.ttl(changes_key("pets", "7")) <= 600  # WORKBENCH_RETENTION_AGE, not the default

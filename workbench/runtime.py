@@ -91,6 +91,7 @@ class Runtime:
             field_cap=settings.field_cap,
         )
         self.state = State(self.redis)
+        self.state.changes_ttl_s = settings.retention_age_s  # a key's changed-by list lives as long as traces
         self.dead_letters = DeadLetters(
             self.redis, max_count=settings.dead_letters_max, max_age_s=settings.dead_letters_age_s
         )

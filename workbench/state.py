@@ -114,7 +114,7 @@ class State:
         self._compare_and_set = redis.register_script(lua.load("compare_and_set"))
         self._write = redis.register_script(lua.load("state_write"))
         self.changes_kept = 10  # spans a key's change list keeps
-        self.changes_ttl_s = Settings.retention_age_s  # as long as traces are kept by default
+        self.changes_ttl_s = Settings.retention_age_s  # the Runtime sets its own retention age
 
     async def _list_group(self, group: str) -> None:
         """Name the group in the list of groups once per process (a list only ever grows;
