@@ -14,6 +14,9 @@ import httpx
 import pytest
 from redis import Redis as SyncRedis
 
+from workbench import job_queue
+from workbench.runtime import Runtime
+
 from .conftest import ROOT, Stack, start_stack, wait_until, write_step
 
 H = {"x-workbench": "1"}
@@ -216,3 +219,17 @@ def test_cli_cancel_a_running_job_and_bad_ids(lab: Stack) -> None:
         assert trace_of(client, trace_id)["status"] == "cancelled"
     bad = cli(lab, "cancel", "nope")
     assert bad.returncode == 1 and "no queued or running job 'nope'" in bad.stderr
+
+
+async def test_a_cron_jobs_id_is_taken_as_a_job_id_not_a_span_id(runtime: Runtime) -> None:
+    """`cron:Step:tick` ends in digits like a span id (`job:run`): it was read as job `cron:Step`."""
+    from workbench.cancel import cancel_job, job_id_of
+    from workbench.ids import now_ms
+
+    step = next(iter(runtime.registry.cron_steps()))
+    job_id = f"cron:{step.name}:{now_ms() + 3_600_000}"
+    trace_id, _ = await runtime.enqueue_step(step, None, run_at_ms=now_ms() + 3_600_000, job_id=job_id)
+    result = await cancel_job(runtime, job_id, wait_s=0)
+    assert result.trace_id == trace_id
+    assert await runtime.redis.get(job_queue.job_key(job_id)) is None
+    assert job_id_of(":1") == ":1" and job_id_of("JOB:2") == "JOB"

@@ -65,7 +65,7 @@ async def mark_trace(redis: Redis, trace_id: str) -> None:
 def job_id_of(ref: str) -> str:
     """A job id from a job id or a span id (`jobId:run`)."""
     head, sep, tail = ref.rpartition(":")
-    return head if sep and tail.isdigit() else ref
+    return head if sep and head and tail.isdigit() else ref
 
 
 async def cancel_waiting(runtime: Runtime, job_id: str, *, why: str = "cancelled") -> bool:
@@ -100,8 +100,11 @@ async def cancel_waiting(runtime: Runtime, job_id: str, *, why: str = "cancelled
 
 async def cancel_job(runtime: Runtime, ref: str, *, wait_s: float = CANCEL_WAIT_S) -> Cancelled:
     """Cancel one job (by its id or one of its spans' ids), waiting up to `wait_s` for a running one."""
-    job_id = job_id_of(ref)
+    # the ref as a job id first: a cron job's id (`cron:Step:tick`) ends in digits as a span id does
+    job_id = ref
     raw = await runtime.redis.get(job_queue.job_key(job_id))
+    if raw is None and (job_id := job_id_of(ref)) != ref:
+        raw = await runtime.redis.get(job_queue.job_key(job_id))
     if raw is None:
         raise NothingToCancel(f"no queued or running job {job_id!r} (it may have finished already)")
     result = Cancelled(_trace_of(raw))
