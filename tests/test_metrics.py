@@ -179,6 +179,28 @@ async def test_queue_depth_by_step_and_state(redis_url: str) -> None:
     }
 
 
+async def test_queue_depth_counts_a_paused_steps_parked_jobs(redis_url: str) -> None:
+    """A paused step's due jobs leave the queue for the parked set: still jobs waiting, shown as paused."""
+    from workbench.worker import run_worker
+
+    settings = make_settings(redis_url)
+    registry = discover(PET_STEPS)
+    app = create_app(settings, registry)
+    async with AsyncTestClient(app) as client:
+        paused = await client.post(
+            "/_workbench/api/queues/SetNextFeedingReminder/pause", headers={"X-Workbench": "1"}
+        )
+        assert paused.status_code == 200, paused.text
+        for name in ("Jack", "Rex"):
+            response = await client.post("/pets", json={"name": name, "species": "dog", "ageMonths": 3})
+            assert response.status_code == 201
+        await run_worker(settings, registry, burst=True, handle_signals=False)  # parks the paused step's jobs
+        samples = parse((await client.get("/metrics")).text)
+    assert by_name(samples, "workbench_queue_depth") == {
+        (("state", "paused"), ("step", "SetNextFeedingReminder")): 2.0,
+    }
+
+
 async def test_two_apps_in_one_process_count_apart(redis_url: str) -> None:
     settings = make_settings(redis_url)
     first, second = create_app(settings, discover(PET_STEPS)), create_app(settings, discover(PET_STEPS))

@@ -83,7 +83,8 @@ class Metrics:
         )
         self.queue_depth = Gauge(
             "workbench_queue_depth",
-            f"Jobs in the queue by step and state (ready: due now; deferred: retries and later runs); "
+            f"Jobs in the queue by step and state (ready: due now; deferred: retries and later runs; "
+            f"paused: due jobs of a paused step, held until it is resumed); "
             f"jobs beyond the first {QUEUE_SAMPLE} in due order are counted under step {UNSAMPLED!r}",
             ["step", "state"],
             registry=r,
@@ -141,18 +142,27 @@ class Metrics:
         pipe.zrange(job_queue.QUEUE, 0, QUEUE_SAMPLE - 1, withscores=True)
         pipe.zcard(keys.DEAD)
         pipe.zcount(keys.WORKERS, now - WORKER_ALIVE_MS, "+inf")
+        pipe.zcard(job_queue.PARKED)
+        pipe.zrange(job_queue.PARKED, 0, QUEUE_SAMPLE - 1)
 
     def sample_keys(self, results: list[Any]) -> list[str]:
-        return [job_queue.job_key(_text(job_id)) for job_id, _ in results[2]]
+        """The data keys of the sampled jobs: the queue's, then the parked ones'."""
+        queued = [_text(job_id) for job_id, _ in results[2]]
+        parked = [_text(job_id) for job_id in results[6]]
+        return [job_queue.job_key(job_id) for job_id in queued + parked]
 
     def apply_reads(self, results: list[Any], jobs: list[Any]) -> None:
         """Set the gauges from `build_reads`'s answers and the sampled jobs' data (MGET)."""
-        ready, deferred, sample, dead, alive = results
+        ready, deferred, sample, dead, alive, paused, parked = results
         now = now_ms()
         depth: Tally[tuple[str, str]] = Tally()
-        for (_, score), raw in zip(sample, jobs, strict=True):
+        for (_, score), raw in zip(sample, jobs[: len(sample)], strict=True):
             state = "ready" if float(score) <= now else "deferred"
             depth[(_step_of(raw), state)] += 1
+        for raw in jobs[len(sample) :]:
+            depth[(_step_of(raw), "paused")] += 1
+        if int(paused) > len(parked):
+            depth[(UNSAMPLED, "paused")] += int(paused) - len(parked)
         sampled_ready = sum(n for (_, state), n in depth.items() if state == "ready")
         sampled_deferred = sum(n for (_, state), n in depth.items() if state == "deferred")
         if int(ready) > sampled_ready:
