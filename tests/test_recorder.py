@@ -582,3 +582,30 @@ async def test_a_disabled_recorder_still_sends_commands_after_records(redis: Red
     finally:
         await rec.stop()
     assert await redis.get("marker") == "x"
+
+
+async def test_commands_held_behind_a_write_in_flight_go_once_it_ends_with_no_records_of_their_own(
+    recorder: Recorder, redis: Redis
+) -> None:
+    """The flushers woke for them while their trace was in flight, so only the end of that write can
+    send them (it once looked at the waiting records only: they waited for ever)."""
+    store = recorder.store
+    original = store.ensure_scripts
+    in_flight, go_on = asyncio.Event(), asyncio.Event()
+
+    async def slow_once() -> None:
+        if not in_flight.is_set():
+            in_flight.set()
+            await go_on.wait()
+        await original()
+
+    store.ensure_scripts = slow_once  # type: ignore[method-assign]
+    recorder.start()
+    recorder.span(make_span("T1"))
+    await asyncio.wait_for(in_flight.wait(), 5)  # a flusher is writing T1's span
+    written = recorder.after_records("T1", lambda pipe: pipe.set("marker", "x"))
+    for _ in range(3):
+        await asyncio.sleep(0)  # the other flusher wakes, finds T1 in flight, and waits again
+    go_on.set()
+    await asyncio.wait_for(written, 5)
+    assert await redis.get("marker") == "x"

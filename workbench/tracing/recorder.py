@@ -75,7 +75,7 @@ class Recorder:
         self._inflight: dict[str, asyncio.Future[None]] = {}  # trace id -> the write carrying its records
         self._after: list[_After] = []  # commands waiting for their trace's records (after_records)
         self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         # called with each span record that reaches a finished status (metrics subscribe here);
         # called in the recording task, so an observer must be quick and must not block
         self.on_span_end: list[SpanObserver] = list(Recorder.process_observers)
@@ -100,19 +100,28 @@ class Recorder:
 
     # --- lifecycle -------------------------------------------------------------------------------------
 
+    # flushers: while one write is on its way, another can take what gathered for the other traces
+    # (each trace still has at most one write in flight, so its records stay in order); a job's
+    # ending (`after_records`) then waits for no other trace's round trip
+    FLUSHERS = 2
+
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="workbench-recorder")
+        if not self._tasks:
+            loop = asyncio.get_running_loop()
+            self._tasks = [
+                loop.create_task(self._run(), name=f"workbench-recorder-{n}") for n in range(self.FLUSHERS)
+            ]
 
     async def stop(self) -> None:
         await self.flush()
-        if self._task is not None:
-            self._task.cancel()
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             try:
-                await self._task
+                await task
             except asyncio.CancelledError:
                 pass
-            self._task = None
 
     def _add(self, record: Record) -> None:
         self._pending.append(record)
@@ -247,8 +256,8 @@ class Recorder:
                 if self._inflight.get(tid) is done:
                     del self._inflight[tid]
             done.set_result(None)
-            if self._pending:
-                self._wakeup.set()  # records held back behind this write may go now
+            if self._pending or self._after:
+                self._wakeup.set()  # what was held back behind this write may go now
         own = results[:1] if records else []
         if own and isinstance(own[0], NoScriptError):
             self.store.forget_scripts()
