@@ -1,7 +1,7 @@
 """Capturing records while steps run, and writing them to Redis in batches.
 
-`Recorder` is the process-wide writer: records are queued in memory and a single flusher task
-writes whatever has accumulated in one pipeline, so a burst of logs costs one round trip, and
+`Recorder` is the process-wide writer: records are queued in memory and a flusher task (two: one
+can write while the other's write is on its way) writes whatever has accumulated in one pipeline, so a burst of logs costs one round trip, and
 records reach Redis in the order they were made. Anything that makes work visible to another
 process (an emit) first drains the buffer into its own pipeline, so a job can never finish before
 the records that led to it are stored.
