@@ -1,10 +1,10 @@
 """Capturing records while steps run, and writing them to Redis in batches.
 
 `Recorder` is the process-wide writer: records are queued in memory and a flusher task (two: one
-can write while the other's write is on its way) writes whatever has accumulated in one pipeline, so a burst of logs costs one round trip, and
-records reach Redis in the order they were made. Anything that makes work visible to another
-process (an emit) first drains the buffer into its own pipeline, so a job can never finish before
-the records that led to it are stored.
+can write while the other's write is on its way) writes whatever has accumulated in one pipeline,
+so a burst of logs costs one round trip, and records reach Redis in the order they were made.
+Anything that makes work visible to another process (an emit) first drains the buffer into its own
+pipeline, so a job can never finish before the records that led to it are stored.
 
 `SpanScope` is the span currently running, held in a context variable: `ctx.logger` and Python's
 standard `logging` inside a handler both land in it without being threaded through by hand.
