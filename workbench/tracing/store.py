@@ -158,7 +158,8 @@ class TraceStore:
         trace = trace_from_hash(raw)
         spans = sorted(
             (json.loads(s) for s in spans_raw),
-            key=lambda s: (s.get("enqueuedAt") or s["startedAt"], s["startedAt"], s["attempt"]),
+            # ties in the same millisecond go by id: job ids sort in creation order (job_queue.new_job_id)
+            key=lambda s: (s.get("enqueuedAt") or s["startedAt"], s["startedAt"], s["attempt"], s["id"]),
         )
         events = [json.loads(e) for e in events_raw]
         by_span: dict[str, list[dict[str, Any]]] = {}
