@@ -116,7 +116,6 @@ def test_browser_cancel_a_running_job_and_pause_resume_a_step(lab: Stack, sync_r
 
     from .test_ui import CHROMIUM, LAUNCH_ARGS
 
-    shots = Path("/work/notes/shots")
     with lab.client() as client, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
         page = browser.new_page()
@@ -129,8 +128,6 @@ def test_browser_cancel_a_running_job_and_pause_resume_a_step(lab: Stack, sync_r
             page.goto(f"{lab.url}/_workbench/traces/{trace_id}?span={span['id']}")
             page.click("#cancel-span")
             expect(page.locator(".trace-head .pill")).to_have_text("⊘ cancelled", timeout=15_000)
-            if shots.is_dir():
-                page.screenshot(path=str(shots / "cancelled_trace.png"), full_page=True)
             assert spans(trace_of(client, trace_id), "Hold")[0]["status"] == "cancelled"
 
             page.goto(f"{lab.url}/_workbench/queues")
@@ -141,8 +138,6 @@ def test_browser_cancel_a_running_job_and_pause_resume_a_step(lab: Stack, sync_r
             wait_until(lambda: sync_redis.zcard("wb:parked") == 1, 20)
             page.reload()
             expect(page.locator("#queue-Hold td.num").first).to_have_text("1")  # ready, not started
-            if shots.is_dir():
-                page.screenshot(path=str(shots / "queues_paused.png"), full_page=True)
             page.click("#queue-Hold .pause-toggle")
             expect(page.locator("#queue-Hold .pause-toggle")).to_have_text("Pause")
             running_span(client, waiting, "Hold")
